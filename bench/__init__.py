@@ -1,0 +1,1 @@
+"""Benchmark and profiling suite for sepgconv (``python -m bench``)."""

@@ -1,0 +1,365 @@
+"""``GConv2d``: the one front door to every GConv implementation.
+
+``GConv2d(...)`` looks ``(variant, impl)`` up in the registry and returns an
+instance of the registered subclass, so ``isinstance(layer, GConv2d)`` holds for
+every implementation and the constructor signature is the DESIGN §6 contract.
+
+Shapes (DESIGN §2): a lifting layer takes ``[B, C_in, H, W]``; a group layer
+takes ``[B, C_in, G, H, W]``; both return ``[B, C_out, G, H', W']``.
+Internally a lifting input is treated as a group map with ``G_in = 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from sepgconv import registry
+from sepgconv.counting import LayerShape, output_size
+from sepgconv.groups import Group, get_group
+
+#: Gain of the weight initialisation (He: the variance a ReLU halves).
+INIT_GAIN = math.sqrt(2.0)
+
+
+class GConv2d(nn.Module):
+    """Group-equivariant 2-D convolution for p4 / p4m.
+
+    Args:
+        in_channels: input channels ``C_in`` (not counting the group axis).
+        out_channels: output channels ``C_out``.
+        kernel_size: spatial size ``k`` (an int, or a square pair).
+        group: ``"p4"`` (G = 4) or ``"p4m"`` (G = 8), or a :class:`Group`.
+        lifting: ``True`` for an image → group layer (input ``[B, C, H, W]``).
+        variant: ``"full"`` (Cohen & Welling), ``"g"`` or ``"gc"`` (separable).
+        impl: ``"naive"`` (expand F̃, one dense conv) or ``"rearranged"``
+            (pointwise then grouped/depthwise conv; g and gc only).
+        stride: spatial stride.
+        padding: symmetric integer padding, ``"same"`` (``k // 2``, odd ``k``)
+            or ``"valid"`` (0).
+        bias: add a learnable bias per output channel, shared over the group
+            axis (a bias per group element would break equivariance).
+
+    .. note ::
+        Equivariance is exact (to rounding) on square inputs when the strided
+        output grid is centred on the input grid, i.e. when
+        ``(H + 2·padding − k) % stride == 0`` — always true for stride 1, for
+        odd and even ``k`` alike. ``padding="same"`` is refused for even ``k``
+        because it would need asymmetric padding.
+
+    Weight initialisation: every variant starts with the variance of a He
+    (Kaiming-normal, gain √2) init of the *expanded* filter, ``Var(F̃) =
+    2 / (C_in·G_in·k²)``, so a unit-variance input gives an output of variance
+    ≈ 2 (≈ 1 after a ReLU) whichever variant is used. For g and gc the
+    product ``K·w`` gets it by ``Var(K) = 1/k²`` and ``Var(w) = 2/(C_in·G_in)``.
+
+    Example:
+        >>> import torch, sepgconv
+        >>> lift = sepgconv.GConv2d(3, 8, 3, group="p4", lifting=True, padding=1)
+        >>> conv = sepgconv.GConv2d(8, 8, 3, group="p4", variant="gc", impl="rearranged",
+        ...                         padding=1)
+        >>> conv(lift(torch.randn(2, 3, 16, 16))).shape
+        torch.Size([2, 8, 4, 16, 16])
+    """
+
+    #: set by each registered subclass
+    variant: ClassVar[str]
+    impl: ClassVar[str]
+
+    def __new__(cls, *args, variant: str | None = None, impl: str | None = None, **kwargs):
+        if cls is GConv2d:
+            cls = registry.get(variant or "full", impl or "naive")
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        *,
+        group: str | Group = "p4",
+        lifting: bool = False,
+        variant: str | None = None,
+        impl: str | None = None,
+        stride: int = 1,
+        padding: int | str = 0,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        if (variant or self.variant) != self.variant or (impl or self.impl) != self.impl:
+            raise ValueError(
+                f"{name} implements variant={self.variant!r}, impl={self.impl!r}; "
+                f"got variant={variant!r}, impl={impl!r} (use sepgconv.GConv2d to dispatch)"
+            )
+        self.group = get_group(group)
+        self.lifting = bool(lifting)
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.kernel_size = _kernel_size(kernel_size)
+        self.stride = _positive_int(stride, "stride")
+        self.padding = _padding(padding, self.kernel_size)
+        self.g_in = 1 if self.lifting else self.group.order
+        self.g_out = self.group.order
+        factory = {"device": device, "dtype": dtype}
+        self._make_parameters(factory)
+        self.bias = nn.Parameter(torch.empty(self.out_channels, **factory)) if bias else None
+        # Index tables derived from the Cayley table; non-persistent, so the
+        # state_dict holds parameters only and is the same for every impl.
+        dev = device if device is not None else None
+        self.register_buffer(
+            "_perm_in", self.group.filter_perm(self.g_in).to(dev), persistent=False
+        )
+        self.register_buffer(
+            "_spatial_perm", self.group.spatial_perm(self.kernel_size).to(dev), persistent=False
+        )
+        self._cache: tuple | None = None
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ #
+    # to be provided by each implementation
+    # ------------------------------------------------------------------ #
+    def _make_parameters(self, factory: dict) -> None:
+        raise NotImplementedError
+
+    def _init_parameters(self) -> None:
+        raise NotImplementedError
+
+    def filter(self) -> torch.Tensor:
+        """The (unexpanded) filter bank ``F`` as ``[C_out, C_in, G_in, k, k]``."""
+        raise NotImplementedError
+
+    def _build_weights(self) -> tuple[torch.Tensor, ...]:
+        """The derived weights ``_conv`` consumes (cached in eval mode)."""
+        raise NotImplementedError
+
+    def _conv(self, x: torch.Tensor, weights: tuple, bias: torch.Tensor | None) -> torch.Tensor:
+        """``x``: ``[B, C_in·G_in, H, W]`` → ``[B, C_out·G_out, H', W']``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def macs(shape: LayerShape) -> int:
+        """MACs this implementation executes (see :mod:`sepgconv.counting`)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def intermediate_elements(shape: LayerShape) -> dict[str, int]:
+        """Elements of the intermediates it materialises (filter, activations)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ #
+    # shared machinery
+    # ------------------------------------------------------------------ #
+    def reset_parameters(self) -> None:
+        """Re-draw the weights (He-normal on the expanded filter) and zero the bias."""
+        with torch.no_grad():
+            self._init_parameters()
+            if self.bias is not None:
+                self.bias.zero_()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def layer_shape(self, h: int, w: int, batch: int = 1) -> LayerShape:
+        """The :class:`LayerShape` of this layer applied to an ``h×w`` input."""
+        return LayerShape(
+            self.in_channels,
+            self.out_channels,
+            self.g_in,
+            self.g_out,
+            self.kernel_size,
+            h,
+            w,
+            self.stride,
+            self.padding,
+            batch,
+        )
+
+    def expand_filter(self) -> torch.Tensor:
+        """The full filter bank F̃ as ``[C_out, G_out, C_in, G_in, k, k]``.
+
+        ``F̃[n, h, c, g] = T_h(F[n, c, h⁻¹g])``. A dense ``conv2d`` of the input
+        (reshaped to ``[B, C_in·G_in, H, W]``) with F̃ reshaped to
+        ``[C_out·G_out, C_in·G_in, k, k]`` reproduces the layer (bias aside).
+        """
+        return self._expand(self.filter())
+
+    def _expand(self, f: torch.Tensor) -> torch.Tensor:
+        n, c, gi, k, _ = f.shape
+        flat = f.reshape(n, c, gi, k * k)
+        # [N, C, G_out, G_in, k²]: input group axis permuted by h⁻¹, pixels by T_h.
+        e = flat[:, :, self._perm_in[:, :, None], self._spatial_perm[:, None, :]]
+        return e.permute(0, 2, 1, 3, 4).reshape(n, self.g_out, c, gi, k, k)
+
+    def _derived(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+        return self._build_weights(), self._bias_per_channel()
+
+    def _weights(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """Derived weights and bias, cached while in eval mode and no gradient is wanted.
+
+        The cache key is every parameter's storage and version counter, so an
+        optimiser step or ``load_state_dict`` invalidates it; ``train()`` clears
+        it. (Writes through ``param.data`` bypass the version counter: call
+        :meth:`clear_cache` after those.)
+        """
+        params = tuple(self.parameters(recurse=False))
+        wants_grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        if self.training or wants_grad:
+            return self._derived()
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._derived())
+        return self._cache[1]
+
+    def clear_cache(self) -> None:
+        """Drop the eval-mode cache of derived weights."""
+        self._cache = None
+
+    def train(self, mode: bool = True):
+        self._cache = None
+        return super().train(mode)
+
+    def _bias_per_channel(self) -> torch.Tensor | None:
+        # one bias per output channel, repeated over the group axis: [C_out·G_out]
+        return None if self.bias is None else self.bias.repeat_interleave(self.g_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        b = x.shape[0]
+        h, w = x.shape[-2:]
+        weights, bias = self._weights()
+        y = self._conv(x.reshape(b, self.in_channels * self.g_in, h, w), weights, bias)
+        return y.view(b, self.out_channels, self.g_out, y.shape[-2], y.shape[-1])
+
+    def _check_input(self, x) -> None:
+        where = (
+            f"{type(self).__name__}({self.group.name}, {'lifting' if self.lifting else 'group'})"
+        )
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{where}: expected a torch.Tensor, got {type(x).__name__}")
+        if self.lifting:
+            want = f"[B, C_in={self.in_channels}, H, W]"
+            ok_rank, ok_c, ok_g = (
+                x.dim() == 4,
+                x.dim() >= 2 and x.shape[1] == self.in_channels,
+                True,
+            )
+        else:
+            want = f"[B, C_in={self.in_channels}, G={self.g_in}, H, W]"
+            ok_rank = x.dim() == 5
+            ok_c = x.dim() >= 2 and x.shape[1] == self.in_channels
+            ok_g = x.dim() >= 3 and x.shape[2] == self.g_in
+        if not ok_rank:
+            hint = (
+                " (a group layer needs the group axis: did you mean lifting=True?)"
+                if x.dim() == 4
+                else " (a lifting layer takes images: did you mean lifting=False?)"
+                if x.dim() == 5
+                else ""
+            )
+            raise ValueError(
+                f"{where}: expected a {len(want.split(','))}-D input {want}, got a "
+                f"{x.dim()}-D tensor of shape {tuple(x.shape)}{hint}"
+            )
+        if not ok_c:
+            raise ValueError(
+                f"{where}: expected {self.in_channels} input channels on axis 1 {want}, "
+                f"got {x.shape[1]} (shape {tuple(x.shape)})"
+            )
+        if not ok_g:
+            raise ValueError(
+                f"{where}: expected a group axis of size {self.g_in} on axis 2 {want}, "
+                f"got {x.shape[2]} (shape {tuple(x.shape)})"
+            )
+        if x.dtype != self.dtype:
+            raise TypeError(
+                f"{where}: input dtype {x.dtype} differs from the weights' dtype {self.dtype}; "
+                f"convert one of them (e.g. layer.to({x.dtype}))"
+            )
+        if x.device != self.device:
+            raise ValueError(
+                f"{where}: input is on {x.device} but the weights are on {self.device}"
+            )
+        for size in x.shape[-2:]:
+            output_size(size, self.kernel_size, self.stride, self.padding)
+
+    # ------------------------------------------------------------------ #
+    # conversions
+    # ------------------------------------------------------------------ #
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this layer (``GConv2d(**config)``)."""
+        return dict(
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            kernel_size=self.kernel_size,
+            group=self.group.name,
+            lifting=self.lifting,
+            variant=self.variant,
+            impl=self.impl,
+            stride=self.stride,
+            padding=self.padding,
+            bias=self.bias is not None,
+        )
+
+    def to_impl(self, impl: str) -> GConv2d:
+        """A new layer of the same variant computed by ``impl``, same ``state_dict``."""
+        cfg = self.config() | {"impl": impl}
+        new = GConv2d(**cfg, device=self.device, dtype=self.dtype)
+        new.load_state_dict(self.state_dict())
+        new.train(self.training)
+        return new
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"group={self.group.name}, lifting={self.lifting}, variant={self.variant}, "
+            f"impl={self.impl}, stride={self.stride}, padding={self.padding}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _kernel_size(k) -> int:
+    if isinstance(k, (tuple, list)):
+        if len(k) != 2 or k[0] != k[1]:
+            raise ValueError(
+                f"unsupported kernel_size {tuple(k)!r}: the kernel must be square "
+                f"(rotations map a k×k grid to itself only)"
+            )
+        k = k[0]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"unsupported kernel_size {k!r}: must be a positive int")
+    return k
+
+
+def _padding(padding, k: int) -> int:
+    if padding == "valid":
+        return 0
+    if padding == "same":
+        if k % 2 == 0:
+            raise ValueError(
+                f"padding='same' with an even kernel_size {k} needs asymmetric padding, "
+                f"which breaks equivariance; pass an integer padding instead"
+            )
+        return k // 2
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be a non-negative int, 'same' or 'valid', got {padding!r}")
+    return padding
+
+
+__all__ = ["GConv2d", "INIT_GAIN"]

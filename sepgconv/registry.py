@@ -1,0 +1,55 @@
+"""The one registry of GConv implementations.
+
+An implementation is one class (a subclass of :class:`sepgconv.GConv2d` with
+class attributes ``variant`` and ``impl``) plus one ``@register`` line. The
+layer factory, the tests, the benchmark sweep and the plots all iterate
+:func:`implementations`, so a new entry shows up everywhere by itself.
+"""
+
+from __future__ import annotations
+
+_REGISTRY: dict[tuple[str, str], type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: add ``cls`` under ``(cls.variant, cls.impl)``; duplicates are refused."""
+    key = (cls.variant, cls.impl)
+    if key in _REGISTRY:
+        raise ValueError(
+            f"implementation registry: {key} is already registered by {_REGISTRY[key].__name__}"
+        )
+    _REGISTRY[key] = cls
+    return cls
+
+
+def implementations() -> list[tuple[str, str]]:
+    """All registered ``(variant, impl)`` pairs, in registration order."""
+    return list(_REGISTRY)
+
+
+def variants() -> list[str]:
+    """All variants, in registration order (``full``, ``g``, ``gc``)."""
+    return list(dict.fromkeys(v for v, _ in _REGISTRY))
+
+
+def impls_of(variant: str) -> list[str]:
+    """The implementations registered for one variant."""
+    return [i for v, i in _REGISTRY if v == variant]
+
+
+def get(variant: str, impl: str) -> type:
+    """The class registered for ``(variant, impl)``.
+
+    Raises:
+        ValueError: naming the unknown variant or implementation and listing
+            the valid choices.
+    """
+    if variant not in variants():
+        raise ValueError(f"unknown variant {variant!r}; valid choices: {variants()}")
+    if (variant, impl) not in _REGISTRY:
+        raise ValueError(
+            f"unknown implementation {impl!r} for variant {variant!r}; "
+            f"valid choices for {variant!r}: {impls_of(variant)} "
+            f"(all registered: {[f'{v}/{i}' for v, i in _REGISTRY]})"
+        )
+    return _REGISTRY[(variant, impl)]
