@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("bench.report", "turn a results folder into plots and a README"),
     "compare": ("bench.compare", "compare two pytest-benchmark JSON files for regressions"),
     "profile": ("bench.profile", "per-operator torch.profiler breakdown per implementation"),
+    "models": ("bench.models", "benchmark the paper's models (Tables 1 and 2)"),
 }
 
 

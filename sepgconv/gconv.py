@@ -11,6 +11,7 @@ Internally a lifting input is treated as a group map with ``G_in = 1``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import ClassVar
 
@@ -20,6 +21,18 @@ from torch import nn
 from sepgconv import registry
 from sepgconv.counting import LayerShape, output_size
 from sepgconv.groups import Group, get_group
+
+
+def region(name: str):
+    """A ``record_function`` label for torch.profiler, free when no profiler runs.
+
+    Labels used: ``sepgconv.build_weights`` (filter construction),
+    ``sepgconv.pointwise``, ``sepgconv.transpose``, ``sepgconv.spatial``.
+    """
+    if torch.autograd._profiler_enabled():
+        return torch.profiler.record_function(name)
+    return contextlib.nullcontext()
+
 
 #: Gain of the weight initialisation (He: the variance a ReLU halves).
 INIT_GAIN = math.sqrt(2.0)
@@ -237,7 +250,8 @@ class GConv2d(nn.Module):
         self._check_input(x)
         b = x.shape[0]
         h, w = x.shape[-2:]
-        weights, bias = self._weights()
+        with region("sepgconv.build_weights"):
+            weights, bias = self._weights()
         y = self._conv(x.reshape(b, self.in_channels * self.g_in, h, w), weights, bias)
         return y.view(b, self.out_channels, self.g_out, y.shape[-2], y.shape[-1])
 

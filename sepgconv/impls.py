@@ -22,7 +22,7 @@ from torch import nn
 
 from sepgconv import counting
 from sepgconv.counting import LayerShape
-from sepgconv.gconv import INIT_GAIN, GConv2d
+from sepgconv.gconv import INIT_GAIN, GConv2d, region
 from sepgconv.registry import register
 
 
@@ -35,7 +35,8 @@ class _DenseMixin:
         return (f.reshape(n * go, c * gi, k, k),)
 
     def _conv(self, x, weights, bias):
-        return F.conv2d(x, weights[0], bias, self.stride, self.padding)
+        with region("sepgconv.spatial"):
+            return F.conv2d(x, weights[0], bias, self.stride, self.padding)
 
     @staticmethod
     def macs(shape: LayerShape) -> int:
@@ -133,9 +134,12 @@ class GGConv2dRearranged(_GParams, GConv2d):
         pointwise, spatial = weights
         b, _, hgt, wid = x.shape
         n, c, go = self.out_channels, self.in_channels, self.g_out
-        xt = F.conv2d(x, pointwise, groups=c)  # [B, (c, n, h), H, W]
-        xt = xt.view(b, c, n * go, hgt, wid).transpose(1, 2).reshape(b, n * go * c, hgt, wid)
-        return F.conv2d(xt, spatial, bias, self.stride, self.padding, groups=n * go)
+        with region("sepgconv.pointwise"):
+            xt = F.conv2d(x, pointwise, groups=c)  # [B, (c, n, h), H, W]
+        with region("sepgconv.transpose"):
+            xt = xt.view(b, c, n * go, hgt, wid).transpose(1, 2).reshape(b, n * go * c, hgt, wid)
+        with region("sepgconv.spatial"):
+            return F.conv2d(xt, spatial, bias, self.stride, self.padding, groups=n * go)
 
     @staticmethod
     def macs(shape: LayerShape) -> int:
@@ -202,9 +206,11 @@ class GCGConv2dRearranged(_GCParams, GConv2d):
 
     def _conv(self, x, weights, bias):
         pointwise, depthwise = weights
-        xt = F.conv2d(x, pointwise)  # [B, (n, h), H, W]
-        groups = self.out_channels * self.g_out
-        return F.conv2d(xt, depthwise, bias, self.stride, self.padding, groups=groups)
+        with region("sepgconv.pointwise"):
+            xt = F.conv2d(x, pointwise)  # [B, (n, h), H, W]
+        with region("sepgconv.spatial"):
+            groups = self.out_channels * self.g_out
+            return F.conv2d(xt, depthwise, bias, self.stride, self.padding, groups=groups)
 
     @staticmethod
     def macs(shape: LayerShape) -> int:
