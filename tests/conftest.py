@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+import sepgconv
+
+GROUPS = ["p4", "p4m"]
+IMPLS = sepgconv.implementations()  # every registered (variant, impl)
+
+
+def impl_id(vi):
+    return f"{vi[0]}-{vi[1]}"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_seed():
+    torch.manual_seed(0)
+
+
+def random_input(layer, batch=2, size=9, dtype=torch.float64, generator=None):
+    """A random input of the right layout for ``layer`` (never zeros)."""
+    if layer.lifting:
+        shape = (batch, layer.in_channels, size, size)
+    else:
+        shape = (batch, layer.in_channels, layer.g_in, size, size)
+    return torch.randn(shape, dtype=dtype, generator=generator)
+
+
+def randomize_(module):
+    """Give every parameter (bias included) random values, so nothing is zero."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_()
+    return module
