@@ -124,13 +124,10 @@ class GConv2d(nn.Module):
         self.bias = nn.Parameter(torch.empty(self.out_channels, **factory)) if bias else None
         # Index tables derived from the Cayley table; non-persistent, so the
         # state_dict holds parameters only and is the same for every impl.
-        dev = device if device is not None else None
-        self.register_buffer(
-            "_perm_in", self.group.filter_perm(self.g_in).to(dev), persistent=False
-        )
-        self.register_buffer(
-            "_spatial_perm", self.group.spatial_perm(self.kernel_size).to(dev), persistent=False
-        )
+        perm_in = self.group.filter_perm(self.g_in)
+        spatial_perm = self.group.spatial_perm(self.kernel_size)
+        self.register_buffer("_perm_in", perm_in.to(device), persistent=False)
+        self.register_buffer("_spatial_perm", spatial_perm.to(device), persistent=False)
         self._cache: tuple | None = None
         self.reset_parameters()
 
@@ -256,41 +253,27 @@ class GConv2d(nn.Module):
         return y.view(b, self.out_channels, self.g_out, y.shape[-2], y.shape[-1])
 
     def _check_input(self, x) -> None:
-        where = (
-            f"{type(self).__name__}({self.group.name}, {'lifting' if self.lifting else 'group'})"
-        )
+        kind = "lifting" if self.lifting else "group"
+        where = f"{type(self).__name__}({self.group.name}, {kind})"
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{where}: expected a torch.Tensor, got {type(x).__name__}")
         if self.lifting:
-            want = f"[B, C_in={self.in_channels}, H, W]"
-            ok_rank, ok_c, ok_g = (
-                x.dim() == 4,
-                x.dim() >= 2 and x.shape[1] == self.in_channels,
-                True,
-            )
+            rank, want = 4, f"[B, C_in={self.in_channels}, H, W]"
+            hint = " (a lifting layer takes images: did you mean lifting=False?)"
         else:
-            want = f"[B, C_in={self.in_channels}, G={self.g_in}, H, W]"
-            ok_rank = x.dim() == 5
-            ok_c = x.dim() >= 2 and x.shape[1] == self.in_channels
-            ok_g = x.dim() >= 3 and x.shape[2] == self.g_in
-        if not ok_rank:
-            hint = (
-                " (a group layer needs the group axis: did you mean lifting=True?)"
-                if x.dim() == 4
-                else " (a lifting layer takes images: did you mean lifting=False?)"
-                if x.dim() == 5
-                else ""
-            )
+            rank, want = 5, f"[B, C_in={self.in_channels}, G={self.g_in}, H, W]"
+            hint = " (a group layer needs the group axis: did you mean lifting=True?)"
+        if x.dim() != rank:
             raise ValueError(
-                f"{where}: expected a {len(want.split(','))}-D input {want}, got a "
-                f"{x.dim()}-D tensor of shape {tuple(x.shape)}{hint}"
+                f"{where}: expected a {rank}-D input {want}, got a {x.dim()}-D tensor of "
+                f"shape {tuple(x.shape)}{hint if x.dim() in (4, 5) else ''}"
             )
-        if not ok_c:
+        if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{where}: expected {self.in_channels} input channels on axis 1 {want}, "
                 f"got {x.shape[1]} (shape {tuple(x.shape)})"
             )
-        if not ok_g:
+        if not self.lifting and x.shape[2] != self.g_in:
             raise ValueError(
                 f"{where}: expected a group axis of size {self.g_in} on axis 2 {want}, "
                 f"got {x.shape[2]} (shape {tuple(x.shape)})"
