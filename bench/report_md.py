@@ -1,0 +1,320 @@
+"""The report's markdown: a results folder's README and the results index.
+
+Regimes (by input resolution, H = W in the sweeps): **small** H ≤ 16,
+**medium** 16 < H < 64, **large** H ≥ 64. Resolution is what moves a layer
+between overhead-bound (few pixels: the launch and copy costs of the extra
+rearranged steps dominate) and compute-bound (many pixels: the MAC count
+decides), so it is where an implementation's ranking changes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import plots
+from bench import report_data as R
+
+REGIMES = [
+    ("small", "H ≤ 16", 0, 16),
+    ("medium", "16 < H < 64", 17, 63),
+    ("large", "H ≥ 64", 64, None),
+]
+MAX_LISTED = 30  # rows listed under errors / MAC mismatches before "… and N more"
+# env.json keys shown first (the rest follow in file order)
+ENV_FIRST = ["device_name", "cpu_model", "device", "threads", "torch", "cuda", "cudnn", "driver",
+             "date", "profile", "peak_gmacs_per_s", "peak_bandwidth_gb_per_s"]  # fmt: skip
+# plot name -> (heading, the question the plot answers)
+PLOTS = {
+    "tradeoff": ("Compute versus memory (§3.4)", "How many MACs does each implementation save, "
+                 "and how much more working memory does it need than the full GConv?"),
+    "speedup": ("Measured versus theoretical speedup", "Does the MAC reduction turn into "
+                "speed? On the diagonal an implementation is as fast as its MAC count promises."),
+    "scaling": ("Scaling", "How does latency grow with channels and with resolution?"),
+    "best_impl": ("Fastest implementation", "Which implementation is fastest for each "
+                  "(channels, k) at each resolution, and by how much over the full GConv?"),
+    "roofline": ("Roofline", "How close does each implementation come to the device's compute "
+                 "and bandwidth ceilings?"),
+    "profile": ("Where the time goes", "Which operators (filter construction, pointwise conv, "
+                "copies, spatial conv) take each implementation's time?"),
+}  # fmt: skip
+
+
+def regime_of(h) -> pd.Series:
+    """Regime name of each resolution in ``h`` (a Series of ints)."""
+    h = pd.Series(h)
+    out = pd.Series("", index=h.index, dtype=object)
+    for name, _, lo, hi in REGIMES:
+        out[(h >= lo) & ((h <= hi) if hi is not None else True)] = name
+    return out
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Median speedup vs full and median efficiency per (device, pass,
+    implementation, regime) over ok non-reference rows; regime ``all`` too.
+
+    Columns: device, pass, impl_label, regime, n, speedup, efficiency.
+    """
+    pts = R.speedup_points(df)
+    cols = ["device", "pass", "impl_label", "regime", "n", "speedup", "efficiency"]
+    if pts.empty:
+        return pd.DataFrame(columns=cols)
+    pts = pts.assign(regime=regime_of(pts["h"]))
+    both = pd.concat([pts, pts.assign(regime="all")])
+    g = both.groupby(["device", "pass", "impl_label", "regime"])
+    out = g.agg(
+        n=("speedup_vs_full", "size"),
+        speedup=("speedup_vs_full", "median"),
+        efficiency=("efficiency", "median"),
+    ).reset_index()
+    return out[cols]
+
+
+def best_per_regime(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (device, pass, regime): how many shapes each implementation wins.
+
+    Columns: device, pass, regime, shapes, best (wins most shapes), wins,
+    median_speedup (of ``best`` over the shapes it won), runner_up.
+    """
+    b = R.best_impl_table(df)
+    cols = ["device", "pass", "regime", "shapes", "best", "wins", "median_speedup", "runner_up"]
+    if b.empty:
+        return pd.DataFrame(columns=cols)
+    b = b.assign(regime=regime_of(b["h"]))
+    rows = []
+    for (dev, p, reg), s in b.groupby(["device", "pass", "regime"]):
+        wins = s["best"].value_counts()
+        top = sorted(wins.index, key=lambda x: (-wins[x], x))
+        won = s[s["best"] == top[0]]["speedup_vs_full"]
+        runner = f"{top[1]} ({wins[top[1]]})" if len(top) > 1 else "—"
+        rows.append((dev, p, reg, len(s), top[0], int(wins[top[0]]), won.median(), runner))
+    out = pd.DataFrame(rows, columns=cols)
+    rank = {name: i for i, (name, *_) in enumerate(REGIMES)}
+    return out.sort_values(
+        ["device", "pass", "regime"], key=lambda c: c.map(rank) if c.name == "regime" else c
+    ).reset_index(drop=True)
+
+
+def mac_check(df: pd.DataFrame) -> tuple[int, int, pd.DataFrame]:
+    """``(rows with a measured MAC count, rows matching the formula, mismatching rows)``;
+    ``macs_match`` decides, or equality of the two counts where it is empty."""
+    m = df[np.isfinite(df["macs_measured"])]
+    match = m["macs_match"].fillna(m["macs_measured"] == m["macs_formula"]).astype(bool)
+    return len(m), int(match.sum()), m[~match]
+
+
+# ---------------------------------------------------------------------- #
+def _cell(v) -> str:
+    if isinstance(v, float):
+        if not np.isfinite(v):
+            return "—"
+        return f"{v:.2f}" if abs(v) < 1e4 else f"{v:.3g}"
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(headers: list[str], rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _env_section(env: dict) -> str:
+    if not env:
+        return "_env.json is absent._"
+    first = [k for k in ENV_FIRST if k in env]
+    rows = []
+    for k in first + [k for k in env if k not in first]:
+        v = env[k]
+        if isinstance(v, list):
+            v = ", ".join(map(str, v))
+        elif isinstance(v, dict):
+            v = json.dumps(v)
+        elif isinstance(v, float):
+            v = f"{v:.4g}"
+        rows.append((k, "—" if v is None else v))
+    return md_table(["key", "value"], rows)
+
+
+def _status_section(df: pd.DataFrame) -> str:
+    counts = df["status"].value_counts()
+    out = [md_table(["status", "rows"], counts.items())]
+    if "noisy" in df.columns:
+        ok = df[df["status"] == "ok"]
+        noisy = ok["noisy"].astype(str).str.lower().isin(["true", "1", "1.0"]).sum()
+        out.append(f"\nNoisy (IQR / median > 10 %): {noisy} of {len(ok)} ok rows.")
+    bad = df[df["status"] != "ok"]
+    if not bad.empty:
+        out.append(f"\nRows not ok ({len(bad)}):\n")
+        rows = [
+            (r.status, r.impl_label, lab, r.error[:160])
+            for r, lab in zip(
+                bad.head(MAX_LISTED).itertuples(), R.shape_label(bad.head(MAX_LISTED)), strict=True
+            )
+        ]
+        out.append(md_table(["status", "implementation", "shape", "error"], rows))
+        if len(bad) > MAX_LISTED:
+            out.append(f"\n… and {len(bad) - MAX_LISTED} more (see results.csv).")
+    return "\n".join(out)
+
+
+def _mac_section(df: pd.DataFrame) -> str:
+    n, ok, bad = mac_check(df)
+    head = (
+        f"MACs measured by fvcore in {n} of {len(df)} rows; **{ok} of {n} equal the "
+        f"formula** (`macs_match`)."
+    )
+    if bad.empty:
+        return head
+    sub = bad.head(MAX_LISTED)
+    rows = [
+        (r.impl_label, lab, f"{r.macs_formula:.0f}", f"{r.macs_measured:.0f}")
+        for r, lab in zip(sub.itertuples(), R.shape_label(sub), strict=True)
+    ]
+    more = f"\n… and {len(bad) - MAX_LISTED} more." if len(bad) > MAX_LISTED else ""
+    return head + "\n\n" + md_table(["implementation", "shape", "formula", "measured"], rows) + more
+
+
+def _summary_section(df: pd.DataFrame) -> str:
+    s = summary_table(df)
+    if s.empty:
+        return "_No ok non-reference rows._"
+    regimes = [r[0] for r in REGIMES if r[0] in set(s["regime"])] + ["all"]
+    heads = ["device", "pass", "implementation"] + [f"{r}: speedup / eff. (n)" for r in regimes]
+    rows = []
+    for (dev, p, lab), g in s.groupby(["device", "pass", "impl_label"], sort=False):
+        by = g.set_index("regime")
+        cells = [
+            f"{by.at[r, 'speedup']:.2f}× / {by.at[r, 'efficiency']:.2f} ({by.at[r, 'n']})"
+            if r in by.index
+            else "—"
+            for r in regimes
+        ]
+        rows.append((dev, p, lab, *cells))
+    order = {x: i for i, x in enumerate(R.impl_order(s["impl_label"]))}
+    rows.sort(key=lambda r: (r[0], r[1], order[r[2]]))
+    return md_table(heads, rows)
+
+
+def _best_section(df: pd.DataFrame) -> str:
+    b = best_per_regime(df)
+    if b.empty:
+        return "_No ok rows._"
+    rows = [
+        (dev, p, reg, n, best, f"{wins}/{n}", sp, runner)
+        for dev, p, reg, n, best, wins, sp, runner in b.itertuples(index=False, name=None)
+    ]
+    heads = [
+        "device",
+        "pass",
+        "regime",
+        "shapes",
+        "fastest most often",
+        "wins",
+        "its median speedup (×)",
+        "runner-up (wins)",
+    ]
+    return md_table(heads, rows)
+
+
+def render_readme(res: R.Results, written: list[Path], skipped: dict[str, str]) -> str:
+    df = res.df
+    names = {p.stem for p in written if p.suffix == ".png"}
+    regimes = ", ".join(f"**{name}** {text}" for name, text, *_ in REGIMES)
+    parts = [
+        f"# Benchmark results — {R.device_title(res.env)}",
+        f"Generated by `python -m bench report` from `results.csv` ({len(df)} rows, "
+        f"{df['impl_label'].nunique()} implementations, "
+        f"{len(df.drop_duplicates(R.SHAPE_KEYS))} (shape, pass, dtype) cases). Reference: "
+        f"`{R.REFERENCE}` (the full GConv); speedup = its latency ÷ the implementation's, "
+        "efficiency = speedup ÷ theoretical (MAC) speedup. Only rows with status `ok` are "
+        "plotted and summarised.",
+    ]
+    if res.notes:
+        parts.append("\n".join(f"> {n}" for n in res.notes))
+    parts += [
+        "## Environment",
+        _env_section(res.env),
+        "## Status",
+        _status_section(df),
+        "## MAC count: formula versus measured",
+        _mac_section(df),
+    ]
+    parts += [
+        "## Summary per implementation",
+        f"Regimes by input resolution: {regimes}. Cells: median speedup over the full "
+        "GConv / median efficiency (number of rows).",
+        _summary_section(df),
+        "## Best implementation per regime",
+        "The implementation with the lowest latency on the most shapes of the regime.",
+        _best_section(df),
+        "## Plots",
+    ]
+    for name in plots.BUILDERS:
+        heading, question = PLOTS.get(name, (name, ""))
+        if name in names:
+            body = f"![{heading}](plots/{name}.png)\n\n[SVG](plots/{name}.svg)"
+        else:
+            body = f"_Not drawn: {skipped.get(name, 'no data')}._"
+        parts.append(f"### {heading}\n\n{question}\n\n{body}")
+    return "\n\n".join(parts) + "\n"
+
+
+def write_readme(res: R.Results, written: list[Path], skipped: dict[str, str]) -> Path:
+    path = res.directory / "README.md"
+    path.write_text(render_readme(res, written, skipped), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------- #
+DATE_KEYS = ("date", "timestamp", "started_at", "started", "created", "time")
+PROFILE_KEYS = ("profile", "sweep_profile", "sweep")
+
+
+def _folder_line(folder: Path) -> tuple:
+    env = {}
+    try:
+        env = json.loads((folder / "env.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        pass
+    env = env if isinstance(env, dict) else {}
+    name = R.device_name(env) if env else "?"
+    date = next((str(env[k])[:10] for k in DATE_KEYS if env.get(k)), None)
+    if date is None:
+        mtime = (folder / "results.csv").stat().st_mtime
+        date = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).strftime("%Y-%m-%d")
+    profile = next((str(env[k]) for k in PROFILE_KEYS if env.get(k)), "—")
+    try:
+        rows = str(len(pd.read_csv(folder / "results.csv")))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        rows = "unreadable"
+    target = f"{folder.name}/README.md" if (folder / "README.md").is_file() else f"{folder.name}/"
+    return (f"[{folder.name}]({target})", name, date, profile, rows)
+
+
+def render_results_index(results_root: Path) -> str:
+    folders = sorted(p for p in Path(results_root).iterdir() if (p / "results.csv").is_file())
+    head = [
+        "# Published results",
+        "One folder per device, written by `python -m bench run` (default "
+        "`--out results/<device-slug>/`): `results.csv`, `env.json`, `benchmark.json`, "
+        "`profile.csv`, and the `plots/` and `README.md` of `python -m bench report`. "
+        "This index is regenerated whenever a folder in `results/` is reported; do not edit "
+        "it by hand.",
+    ]
+    if not folders:
+        return "\n\n".join([*head, "_No device folders yet._"]) + "\n"
+    table = md_table(
+        ["folder", "device", "date", "profile", "rows"], [_folder_line(f) for f in folders]
+    )
+    return "\n\n".join([*head, table]) + "\n"
+
+
+def write_results_index(results_root: Path) -> Path:
+    """Write ``results_root/README.md``: one line per folder holding a results.csv."""
+    path = Path(results_root) / "README.md"
+    path.write_text(render_results_index(results_root), encoding="utf-8")
+    return path
