@@ -165,6 +165,10 @@ class MacCount:
     unsupported: dict[str, int]
 
 
+def _zero_handle(inputs, outputs) -> int:
+    return 0
+
+
 def measure_macs(module: torch.nn.Module, *inputs, op_handles: dict | None = None) -> MacCount:
     """Count MACs of ``module(*inputs)`` with fvcore's FlopCountAnalysis.
 
@@ -175,7 +179,8 @@ def measure_macs(module: torch.nn.Module, *inputs, op_handles: dict | None = Non
     Args:
         module: the module to count.
         *inputs: its positional inputs.
-        op_handles: extra fvcore handles, ``{"aten::op": handle_or_None}``.
+        op_handles: extra fvcore handles, ``{"aten::op": handle_or_None}``; ``None``
+            counts the op as zero MACs, also for ops fvcore counts by default.
     """
     from fvcore.nn import FlopCountAnalysis
 
@@ -186,7 +191,11 @@ def measure_macs(module: torch.nn.Module, *inputs, op_handles: dict | None = Non
             module(*inputs)
             analysis = FlopCountAnalysis(module, inputs)
             if op_handles:
-                analysis.set_op_handle(**op_handles)
+                # fvcore's set_op_handle(name, None) only ignores ops that have no built-in
+                # handle; a zero-count handle removes a built-in one (e.g. batch_norm) too.
+                analysis.set_op_handle(
+                    **{k: _zero_handle if v is None else v for k, v in op_handles.items()}
+                )
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             total = analysis.total()
             by_op = dict(analysis.by_operator())

@@ -107,3 +107,13 @@ def test_intermediate_bytes_follow_the_memory_story():
     }
     half = counting.intermediate_bytes(gc, 8, 8, 2, itemsize=2)
     assert half["activations"] == 2 * 5 * 4 * 64 * 2
+
+
+def test_op_handle_none_removes_a_builtin_count():
+    from sepgconv import GroupBatchNorm
+
+    model = torch.nn.Sequential(GConv2d(2, 3, 3, padding=1, bias=False), GroupBatchNorm(3))
+    x = torch.randn(1, 2, 4, 6, 6)
+    conv_only = counting.layer_macs(model[0], 6, 6)
+    assert counting.measure_macs(model, x).total > conv_only  # fvcore counts batch norm
+    assert counting.measure_macs(model, x, op_handles={"aten::batch_norm": None}).total == conv_only
