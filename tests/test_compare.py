@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from bench import compare as C
+from bench import compare_render as R
 from bench.stats import Summary, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -393,7 +394,7 @@ def test_mangled_documents_never_crash():
                     parent[k] = rng.choice(junk)
         try:
             r = C.compare_runs(base, C.parse_run(json.loads(json.dumps(doc)), "new"))
-            C.render_json(r), C.render_md(r), C.render_table(r)
+            R.render_json(r), R.render_md(r), R.render_table(r)
             outcomes.add(r.exit_code)
         except C.InputError:
             outcomes.add(2)
