@@ -1,0 +1,249 @@
+"""The environment of a run, and the roofline ceilings measured on the spot.
+
+:func:`collect` returns one flat dict (written to ``env.json`` and, as
+``machine_info["sepgconv_env"]``, into ``benchmark.json``): torch version,
+device and its model, CPU model, threads, CUDA/cuDNN/driver versions, TF32
+flags, NVML clocks when NVML is there, plus :func:`roofline`'s
+``peak_gmacs_per_s`` (a large float32 matmul, MACs = m·n·k) and
+``peak_bandwidth_gb_per_s`` (a large tensor copy, bytes read + written).
+
+NVML (``pynvml`` from nvidia-ml-py) is optional: without it, or without an
+NVIDIA driver, the NVML fields are simply absent / None.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import os
+import platform
+import re
+import time
+
+import torch
+
+
+def cpu_model() -> str:
+    """The CPU's brand string (py-cpuinfo, else /proc/cpuinfo, else platform)."""
+    try:
+        import cpuinfo
+
+        brand = cpuinfo.get_cpu_info().get("brand_raw")
+        if brand:
+            return str(brand)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown-cpu"
+
+
+def device_name(device: str) -> str:
+    """GPU name for CUDA devices, CPU model otherwise."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return cpu_model()
+
+
+def slugify(text: str) -> str:
+    """Lowercase, every run of non-alphanumerics → ``-`` (``(R)``/``(TM)`` dropped)."""
+    text = re.sub(r"\((r|tm|c)\)", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"(\s+cpu)?\s*@.*$", "", text, flags=re.IGNORECASE)  # "CPU @ 2.90GHz"
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def device_slug(device: str) -> str:
+    """``cpu-intel-xeon-platinum-8375c`` / ``nvidia-h100-80gb-hbm3``."""
+    name = slugify(device_name(device))
+    if device.startswith("cuda"):
+        return name
+    return name if name.startswith("cpu") else f"cpu-{name}"
+
+
+# ---------------------------------------------------------------------- #
+# NVML
+# ---------------------------------------------------------------------- #
+@functools.lru_cache(maxsize=1)
+def _nvml():
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml
+    except Exception:  # noqa: BLE001 - no library, no driver: NVML absent
+        return None
+
+
+def _nvml_handle(device: torch.device):
+    nv = _nvml()
+    if nv is None or device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    try:
+        uuid = str(torch.cuda.get_device_properties(index).uuid)
+        return nv.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+    except Exception:  # noqa: BLE001 - fall back to the index
+        try:
+            return nv.nvmlDeviceGetHandleByIndex(index)
+        except Exception:  # noqa: BLE001
+            return None
+
+
+def nvml_used_bytes(device: torch.device | str) -> int | None:
+    """NVML's device-memory-used figure (every process), or None without NVML."""
+    handle = _nvml_handle(torch.device(device))
+    if handle is None:
+        return None
+    try:
+        return int(_nvml().nvmlDeviceGetMemoryInfo(handle).used)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _nvml_info(device: torch.device) -> dict:
+    nv, handle = _nvml(), _nvml_handle(device)
+    if handle is None:
+        return {}
+    info = {}
+    for key, fn in (
+        ("driver", lambda: nv.nvmlSystemGetDriverVersion()),
+        ("sm_clock_mhz", lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_SM)),
+        ("mem_clock_mhz", lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_MEM)),
+        ("sm_clock_max_mhz", lambda: nv.nvmlDeviceGetMaxClockInfo(handle, nv.NVML_CLOCK_SM)),
+        ("mem_clock_max_mhz", lambda: nv.nvmlDeviceGetMaxClockInfo(handle, nv.NVML_CLOCK_MEM)),
+        ("power_limit_w", lambda: nv.nvmlDeviceGetPowerManagementLimit(handle) / 1000),
+        ("temperature_c", lambda: nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU)),
+    ):
+        try:
+            value = fn()
+            info[key] = value.decode() if isinstance(value, bytes) else value
+        except Exception:  # noqa: BLE001
+            pass
+    return info
+
+
+# ---------------------------------------------------------------------- #
+# environment + roofline
+# ---------------------------------------------------------------------- #
+def collect(device: str, roofline_ceilings: bool = True) -> dict:
+    """The environment of a run on ``device`` (a flat, JSON-ready dict)."""
+    import sepgconv
+
+    dev = torch.device(device)
+    env = {
+        "device": dev.type,
+        "device_name": device_name(device),
+        "device_slug": device_slug(device),
+        "cpu_model": cpu_model(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "sepgconv": sepgconv.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_avg": collect_load_avg(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "driver": None,
+        "nvml": _nvml() is not None,
+    }
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        env.update(
+            capability=f"{props.major}.{props.minor}",
+            gpu_memory_bytes=int(props.total_memory),
+            multiprocessors=props.multi_processor_count,
+            allow_tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+            allow_tf32_cudnn=torch.backends.cudnn.allow_tf32,
+            cudnn_benchmark=torch.backends.cudnn.benchmark,
+        )
+        env.update(_nvml_info(dev))
+    if roofline_ceilings:
+        env.update(roofline(device))
+    return env
+
+
+def collect_load_avg() -> list[float] | None:
+    """1, 5 and 15 minute load averages (others' load skews CPU timings)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def _best_s(fn, device: torch.device, repeats: int, budget_s: float) -> float:
+    """Fastest of ``repeats`` timed calls (after one warm-up), within ``budget_s``."""
+    fn()
+    best, start = float("inf"), time.perf_counter()
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s:
+            break
+    return best
+
+
+def _matmul(n: int, dev: torch.device, dtype: torch.dtype = torch.float32):
+    a = torch.randn(n, n, device=dev, dtype=dtype)
+    b = torch.randn(n, n, device=dev, dtype=dtype)
+    return lambda: torch.mm(a, b)
+
+
+def _copy(numel: int, dev: torch.device):
+    src = torch.randn(numel, device=dev)
+    dst = torch.empty_like(src)
+    return lambda: dst.copy_(src)
+
+
+def roofline(device: str) -> dict:
+    """Ceilings measured now: float32 matmul GMAC/s and copy GB/s (≤ ~5 s on CPU).
+
+    Matmul: ``n×n @ n×n`` (n = 2048 on CPU, 8192 on CUDA), MACs = n³. Copy:
+    ``dst.copy_(src)`` of 256 MiB (CPU) / 1 GiB (CUDA) of float32, bytes =
+    2 × size (read + write). The fastest repetition counts. On CUDA the float32
+    matmul follows ``torch.backends.cuda.matmul.allow_tf32`` (recorded beside
+    it); ``peak_gmacs_per_s_tf32`` / ``_float16`` / ``_bfloat16`` are measured
+    too, since cuDNN runs float32 convolutions in TF32 by default.
+    """
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    repeats = 10 if cuda else 5
+    n = 8192 if cuda else 2048
+    t_mm = _best_s(_matmul(n, dev), dev, repeats, budget_s=2.0)
+    numel = (2**30 if cuda else 2**28) // 4
+    t_cp = _best_s(_copy(numel, dev), dev, repeats, budget_s=2.0)
+    nbytes = 2 * numel * 4
+    extra = {}
+    if cuda:  # what the low-precision and TF32 rows can reach (m = n = k = n)
+        for name, dtype, tf32 in (
+            ("tf32", torch.float32, True),
+            ("float16", torch.float16, False),
+            ("bfloat16", torch.bfloat16, False),
+        ):
+            before = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            try:
+                t = _best_s(_matmul(n, dev, dtype), dev, repeats, budget_s=1.0)
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = before
+            extra[f"peak_gmacs_per_s_{name}"] = n**3 / t / 1e9
+    return {
+        "peak_gmacs_per_s": n**3 / t_mm / 1e9,
+        "peak_bandwidth_gb_per_s": nbytes / t_cp / 1e9,
+        "roofline_matmul_n": n,
+        "roofline_copy_bytes": nbytes,
+        **extra,
+    }

@@ -1,0 +1,342 @@
+"""Measurement primitives: the timed step, interleaved timing, peak memory, MAC counts.
+
+Reusable pieces (``bench.models`` uses them too):
+
+* :func:`make_step` — the callable timed for a pass: ``fwd`` is inference
+  (``eval()`` + ``no_grad``: GConv layers use their cached expanded weights);
+  ``fwdbwd`` is a training step (``train()``: filter construction included,
+  then ``y.backward(grad_out)`` with a fixed random ``grad_out``, which is the
+  gradient of the scalar ``(y * grad_out).sum()`` without materialising it;
+  parameter grads — and the input's, for group layers, whose input needs a
+  gradient inside a network — are set to None at the start of every call).
+* :func:`time_interleaved` — latency samples of several callables, interleaved
+  round-robin so drifting machine load hits all alike (DESIGN §4).
+* :func:`peak_memory` — working memory of one call (CUDA allocator + NVML; on
+  the CPU the profiler's allocation events replayed in time order).
+* :func:`count_macs` — fvcore's count of a module (cached per shape).
+The record of one row is :class:`bench.record.Result`; the sweep driver is
+:func:`bench.driver.measure_shape`.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench.sweep import Timing
+
+NOISE_LIMIT = 0.10  # IQR / median above this: noisy
+
+
+# ---------------------------------------------------------------------- #
+# what is timed
+# ---------------------------------------------------------------------- #
+def make_step(
+    module: torch.nn.Module, x: torch.Tensor, pass_: str, grad_out: torch.Tensor | None = None
+) -> Callable[[], object]:
+    """The callable timed for ``pass_`` (``"fwd"`` or ``"fwdbwd"``); see the module doc.
+
+    For ``fwdbwd`` pass an ``x`` that requires grad when the input gradient is
+    part of the cost (group layers); ``grad_out`` defaults to a seeded normal
+    tensor of the output's shape.
+    """
+    if pass_ == "fwd":
+        module.eval()
+
+        def fwd():
+            with torch.no_grad():
+                return module(x)
+
+        return fwd
+    if pass_ != "fwdbwd":
+        raise ValueError(f"unknown pass {pass_!r}; valid choices: ['fwd', 'fwdbwd']")
+    module.train()
+    if grad_out is None:
+        with torch.no_grad():
+            out_shape = module(x).shape
+        g = torch.Generator(device=x.device).manual_seed(1234)
+        grad_out = torch.randn(out_shape, generator=g, device=x.device).to(x.dtype)
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    def fwdbwd():
+        for p in params:
+            p.grad = None
+        if x.requires_grad:
+            x.grad = None
+        module(x).backward(grad_out)
+
+    return fwdbwd
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------- #
+# timing
+# ---------------------------------------------------------------------- #
+@dataclass
+class Samples:
+    """Per-call latencies (seconds); each sample is one block of ``iterations`` calls."""
+
+    per_call_s: list[float]
+    iterations: int
+
+    @property
+    def n(self) -> int:
+        return len(self.per_call_s)
+
+    def quantiles_s(self) -> tuple[float, float, float]:
+        q1, med, q3 = np.percentile(np.asarray(self.per_call_s), [25, 50, 75])
+        return float(q1), float(med), float(q3)
+
+    @property
+    def median_s(self) -> float:
+        return self.quantiles_s()[1]
+
+    @property
+    def iqr_s(self) -> float:
+        q1, _, q3 = self.quantiles_s()
+        return q3 - q1
+
+    @property
+    def noisy(self) -> bool:
+        return self.iqr_s > NOISE_LIMIT * self.median_s
+
+
+def _call_s(step: Callable, device: torch.device) -> float:
+    synchronize(device)
+    t0 = time.perf_counter_ns()
+    step()
+    synchronize(device)
+    return (time.perf_counter_ns() - t0) * 1e-9
+
+
+def _l2_flusher(device: torch.device) -> Callable[[], None]:
+    """A callable that evicts the GPU's L2 cache by writing twice its size."""
+    size = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 64 * 2**20)
+    buf = torch.empty(max(2 * size, 2**20), dtype=torch.uint8, device=device)
+    return lambda: buf.zero_()
+
+
+def _warm_up(step: Callable, device: torch.device, timing: Timing) -> float:
+    """One untimed call, then timed calls (``warmup_calls``, ``warmup_s``); the fastest."""
+    step()
+    times: list[float] = []
+    while len(times) < max(1, timing.warmup_calls) or sum(times) < timing.warmup_s:
+        times.append(_call_s(step, device))
+        if len(times) >= 1000:
+            break
+    return max(min(times), 1e-9)
+
+
+def time_interleaved(
+    steps: dict[Hashable, Callable[[], object]],
+    device: torch.device | str,
+    timing: Timing,
+    flush_l2: bool = False,
+) -> dict[Hashable, Samples | BaseException]:
+    """Latency samples of several callables, interleaved.
+
+    Warm-up (per callable): one untimed call, then ``timing.warmup_calls``
+    calls and at least ``timing.warmup_s`` seconds; their fastest call is the
+    per-call estimate ``t``. CPU: a sample is a block of ``ceil(block_s / t)``
+    calls timed with ``time.perf_counter_ns`` (gc disabled), per-call time =
+    block / n. CUDA: a sample is one call between two ``torch.cuda.Event``s,
+    read after the round's ``synchronize`` (optionally after an L2 flush,
+    outside the events). Each callable gets ``budget_s / sample time`` samples,
+    clamped to ``[min_samples, max_samples]``, spread evenly over the rounds;
+    every round visits the callables in a rotated order.
+
+    Guards for a loaded machine, where calls can turn out far slower than
+    their warm-up: a CPU block that took over 10× ``block_s`` shrinks the
+    following blocks of that callable (``Samples.iterations`` is the last block
+    size; every sample stays a per-call time), and a callable stops sampling
+    once it has ``min_samples`` and has spent 3× ``budget_s``.
+
+    Returns:
+        ``{key: Samples}``; a callable that raised maps to its exception (the
+        others go on). ``KeyboardInterrupt`` propagates.
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    plan: dict[Hashable, int] = {}  # key -> samples wanted
+    spent: dict[Hashable, float] = {}  # key -> seconds of timed calls so far
+    out: dict[Hashable, Samples | BaseException] = {}
+    for key, step in steps.items():
+        try:
+            t = _warm_up(step, device, timing)
+        except Exception as e:  # noqa: BLE001 - recorded per implementation
+            out[key] = e
+            continue
+        iters = 1 if cuda else max(1, math.ceil(timing.block_s / t))
+        n = timing.budget_s // (t * iters)
+        plan[key] = int(min(max(n, timing.min_samples), timing.max_samples))
+        out[key] = Samples([], iters)
+        spent[key] = 0.0
+    if not plan:
+        return out
+    flush = _l2_flusher(device) if cuda and flush_l2 else None
+    keys = list(plan)
+    rounds = max(plan.values())
+
+    def wanted(key, r: int) -> bool:
+        s, n = out[key], plan[key]
+        if not isinstance(s, Samples) or (r * n) // rounds == ((r + 1) * n) // rounds:
+            return False  # failed, or not its turn: n samples spread over the rounds
+        return s.n < timing.min_samples or spent[key] < 3 * timing.budget_s
+
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            shift = r % len(keys)
+            pending = []
+            for key in keys[shift:] + keys[:shift]:
+                if not wanted(key, r):
+                    continue
+                step, samples = steps[key], out[key]
+                try:
+                    if cuda:
+                        if flush is not None:
+                            flush()
+                        start = torch.cuda.Event(enable_timing=True)
+                        end = torch.cuda.Event(enable_timing=True)
+                        start.record()
+                        step()
+                        end.record()
+                        pending.append((key, start, end))
+                        continue
+                    iters = samples.iterations
+                    t0 = time.perf_counter_ns()
+                    for _ in range(iters):
+                        step()
+                    block = (time.perf_counter_ns() - t0) * 1e-9
+                except Exception as e:  # noqa: BLE001
+                    out[key] = e
+                    continue
+                samples.per_call_s.append(block / iters)
+                spent[key] += block
+                if iters > 1 and block > 10 * timing.block_s:
+                    samples.iterations = max(1, math.ceil(timing.block_s * iters / block))
+            if cuda:
+                try:
+                    torch.cuda.synchronize(device)
+                except Exception as e:  # noqa: BLE001 - an async error poisons the round
+                    for key, _, _ in pending:
+                        out[key] = e
+                    continue
+                for key, start, end in pending:
+                    if isinstance(out[key], Samples):
+                        t = start.elapsed_time(end) * 1e-3
+                        out[key].per_call_s.append(t)
+                        spent[key] += t
+    finally:
+        if gc_was:
+            gc.enable()
+    return out
+
+
+# ---------------------------------------------------------------------- #
+# memory
+# ---------------------------------------------------------------------- #
+def cpu_peak_bytes(step: Callable[[], object]) -> int:
+    """Peak live bytes allocated during one call of ``step`` on the CPU (measured).
+
+    Runs ``step`` once under ``torch.profiler`` with ``profile_memory=True``
+    and replays the allocator's events (``[memory]`` events: ``+nbytes`` per
+    allocation, ``-nbytes`` per free) in time order; the peak of the running
+    sum is the working memory of the call (the output included, tensors
+    allocated before the call excluded — the CPU analogue of CUDA's
+    ``max_memory_allocated() - memory_allocated()``). Allocations made outside
+    the c10 allocator (e.g. oneDNN scratch buffers) are not seen.
+    """
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # silence kineto's start/stop lines
+    from torch.profiler import ProfilerActivity, profile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            result = step()
+            del result
+    events = [
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]" and str(e.device_type()).endswith("CPU")
+    ]
+    live = peak = 0
+    for _, nbytes in sorted(events, key=lambda ev: ev[0]):
+        live += nbytes
+        peak = max(peak, live)
+    return int(peak)
+
+
+@dataclass
+class Memory:
+    """Memory of one call. Bytes; None when not available on the device."""
+
+    peak_mem_bytes: int | None = None  # working memory of the call
+    mem_reserved_bytes: int | None = None  # CUDA: max_memory_reserved
+    nvml_used_bytes: int | None = None  # CUDA: NVML device memory used
+
+
+def peak_memory(step: Callable[[], object], device: torch.device | str) -> Memory:
+    """Working memory of one call of ``step`` (call it once before, to warm up).
+
+    CUDA: ``max_memory_allocated()`` after ``reset_peak_memory_stats()``, minus
+    ``memory_allocated()`` before the call; plus ``max_memory_reserved()`` and
+    NVML's device-used figure (None without NVML). CPU: :func:`cpu_peak_bytes`.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return Memory(peak_mem_bytes=cpu_peak_bytes(step))
+    from bench import env
+
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    result = step()
+    torch.cuda.synchronize(device)
+    del result
+    return Memory(
+        peak_mem_bytes=int(torch.cuda.max_memory_allocated(device) - before),
+        mem_reserved_bytes=int(torch.cuda.max_memory_reserved(device)),
+        nvml_used_bytes=env.nvml_used_bytes(device),
+    )
+
+
+def is_oom(e: BaseException) -> bool:
+    """An out-of-memory error (CUDA's OutOfMemoryError, or the CPU allocator's)."""
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+    )
+
+
+# ---------------------------------------------------------------------- #
+# counting
+# ---------------------------------------------------------------------- #
+def count_macs(module: torch.nn.Module, x: torch.Tensor) -> tuple[int, str]:
+    """fvcore's MAC count of ``module(x)`` and its unsupported ops (``"op:n;…"``).
+
+    Uses :func:`sepgconv.counting.measure_macs` (eval mode, no grad, after a
+    warm-up call, so cached filter construction is not traced).
+    """
+    from sepgconv import counting
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mc = counting.measure_macs(module, x)
+    unsupported = ";".join(f"{op}:{n}" for op, n in sorted(mc.unsupported.items()))
+    return mc.total, unsupported

@@ -1,0 +1,354 @@
+"""``python -m bench models``: the paper's models end to end (Tables 1 and 2).
+
+Usage::
+
+    python -m bench models [--device cpu|cuda] [--out DIR] [--quick]
+                           [--models NAME[,NAME…]] [--batches N[,N…]] [--passes fwd,fwdbwd]
+                           [--no-memory] [--threads N]
+
+For every registered paper model (:mod:`sepgconv.models`), every
+implementation it can run (``naive``; ``rearranged`` too for the g/gc
+models), both passes and two batch sizes (2 and a training batch):
+
+* latency: median and IQR of per-call samples. The implementations of one
+  (model, batch, pass) are timed interleaved by
+  :func:`bench.measure.time_interleaved` (CUDA events on a GPU, a monotonic
+  clock on the CPU); ``fwd`` is inference (eval + no_grad, cached filters),
+  ``fwdbwd`` a training step with filter construction
+  (:func:`bench.measure.make_step`). ``speedup_vs_naive`` = naive median ÷
+  this median.
+* memory: the working memory of one call (:func:`bench.measure.peak_memory`:
+  the CUDA allocator's peak above what was allocated before, or the CPU
+  profiler's allocation events), in bytes and MB (2^20 bytes);
+  ``peak_mem_with_weights_mb`` adds the parameters and the input, which were
+  allocated before the call. On CUDA the ``fwdbwd`` rows of batch 2 carry
+  ``paper_peak_mem_mb``, the paper's published GPU memory (DESIGN §7); the
+  paper does not say which of the two figures it reports.
+* params; MACs per sample: ``macs`` by the paper's convention (Table 1) and
+  ``macs_executed`` by what the implementation runs (see
+  :mod:`sepgconv.tables`).
+
+On a shared CPU use ``--threads 1``: with two OpenMP threads on two cores
+that other processes also use, a descheduled worker stalls every parallel
+region, and calls of a few milliseconds were measured at 0.3–1 s.
+
+Before timing, each rearranged model's forward is checked against the naive
+one (same ``state_dict``); a disagreement marks the row ``mismatch``.
+
+Batches: CUDA ``(2, 128)``; CPU ``(2, 32)`` for Table 1 and ``(2, 8)`` for
+Table 2; CPU ``--quick``: ``(2, 16)`` for Table 1 and batch 2, forward only,
+for Table 2 (a p4m-ResNet44 training step takes 5–20 s on two cores).
+Output: ``DIR/models.csv`` (one row per model × impl × batch × pass, written
+as rows finish) and ``DIR/env.json``; ``DIR`` defaults to
+``results/<device-slug>/models``. Exit code 0, or 1 when a row is
+``mismatch``/``error``/``oom``; 2 for unusable arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench import env, measure
+from bench.sweep import Timing
+from sepgconv import GConv2d, models, tables
+from sepgconv.counting import layer_macs
+
+PASSES = ("fwd", "fwdbwd")
+MB = 2**20
+TIMINGS = {
+    "quick": Timing(budget_s=0.5, min_samples=3, max_samples=15, warmup_calls=1, warmup_s=0.1),
+    "cpu": Timing(budget_s=2.0, min_samples=5, max_samples=30, warmup_calls=1, warmup_s=0.05),
+    "cuda": Timing(budget_s=1.0, min_samples=10, max_samples=100, warmup_calls=3, warmup_s=0.1),
+}
+
+
+@dataclasses.dataclass
+class ModelResult:
+    """One row: model × implementation × batch × pass. Units in the names."""
+
+    model: str
+    label: str
+    table: int
+    width: str
+    impl: str
+    pass_: str
+    batch: int
+    device: str
+    dtype: str = "float32"
+    status: str = "ok"
+    error: str = ""
+    latency_ms_median: float | None = None
+    latency_ms_iqr: float | None = None
+    latency_ms_q1: float | None = None
+    latency_ms_q3: float | None = None
+    n_samples: int | None = None
+    noisy: bool | None = None
+    speedup_vs_naive: float | None = None
+    params: int | None = None
+    macs: int | None = None
+    macs_executed: int | None = None
+    peak_mem_bytes: int | None = None
+    peak_mem_mb: float | None = None
+    peak_mem_with_weights_mb: float | None = None
+    mem_reserved_bytes: int | None = None
+    paper_peak_mem_mb: float | None = None
+    max_rel_diff_vs_naive: float | None = None
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return ["pass" if f.name == "pass_" else f.name for f in dataclasses.fields(cls)]
+
+    def row(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["pass"] = d.pop("pass_")
+        return {k: d[k] for k in self.columns()}
+
+
+def batches_for(table: int, device: str, quick: bool) -> tuple[int, ...]:
+    """Batch sizes: 2 and a training batch (smaller on the CPU; see the module doc)."""
+    if device.startswith("cuda"):
+        return (2, 128)
+    if quick:
+        return (2, 16) if table == 1 else (2,)
+    return (2, 32) if table == 1 else (2, 8)
+
+
+def passes_for(table: int, device: str, quick: bool) -> tuple[str, ...]:
+    if quick and table == 2 and not device.startswith("cuda"):
+        return ("fwd",)
+    return PASSES
+
+
+def _rel_diff(y: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((y - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+
+
+def bench_model(
+    name: str,
+    device: str,
+    timing: Timing,
+    batches: tuple[int, ...],
+    passes: tuple[str, ...],
+    memory: bool = True,
+    log=print,
+) -> list[ModelResult]:
+    """Measure one registry model in every implementation, batch and pass."""
+    spec = models.get_spec(name)
+    naive = models.build(name, seed=0, device=device)
+    variants = {"naive": naive}
+    for impl in models.available_impls(naive)[1:]:
+        variants[impl] = models.set_impl(copy.deepcopy(naive), impl)
+    params = models.count_params(naive)
+    macs, layers = tables.paper_macs(naive, naive.example_input(1))
+    executed = {impl: executed_macs(m, layers) for impl, m in variants.items()}
+    cuda = device.startswith("cuda")
+    results = []
+    for batch in batches:
+        gen = torch.Generator().manual_seed(batch)
+        x = torch.randn(batch, *naive.input_shape, generator=gen).to(device)
+        static_bytes = x.numel() * x.element_size() + sum(
+            p.numel() * p.element_size() for p in naive.parameters()
+        )
+        check = _check(variants, x, tolerance=1e-2 if cuda else 1e-3)  # CUDA: TF32 convs
+        for pass_ in passes:
+            rows = {}
+            for impl in variants:
+                r = ModelResult(
+                    name, spec.label, spec.table, spec.width, impl, pass_, batch, device
+                )
+                r.params, r.macs, r.macs_executed = params, macs, executed[impl]
+                r.max_rel_diff_vs_naive, status, r.error = check[impl]
+                r.status = status
+                if cuda and batch == 2 and pass_ == "fwdbwd":
+                    r.paper_peak_mem_mb = spec.paper_peak_mem_mb
+                rows[impl] = r
+            _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes)
+            for r in rows.values():
+                log(_line(r))
+            results.extend(rows.values())
+    return results
+
+
+def _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes) -> None:
+    """Time the implementations of one (model, batch, pass) interleaved; fill ``rows``."""
+    steps = {}
+    for impl, m in variants.items():
+        if rows[impl].status == "ok":
+            try:
+                steps[impl] = measure.make_step(m, x, pass_)
+            except Exception as e:  # noqa: BLE001 - e.g. out of memory: recorded per impl
+                _fail(rows[impl], e)
+    samples = measure.time_interleaved(steps, device, timing) if steps else {}
+    for impl, s in samples.items():
+        r = rows[impl]
+        if isinstance(s, BaseException):
+            _fail(r, s)
+            continue
+        q1, med, q3 = (1e3 * q for q in s.quantiles_s())
+        r.latency_ms_median, r.latency_ms_q1, r.latency_ms_q3 = med, q1, q3
+        r.latency_ms_iqr, r.n_samples, r.noisy = q3 - q1, s.n, s.noisy
+        if memory:
+            _memory(r, steps[impl], device, static_bytes)
+    ref = rows["naive"].latency_ms_median
+    for r in rows.values():
+        if ref and r.latency_ms_median:
+            r.speedup_vs_naive = ref / r.latency_ms_median
+    steps.clear()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _failure(e: BaseException) -> tuple[str, str]:
+    """``(status, error text)`` of an exception: ``oom`` or ``error``."""
+    status = "oom" if measure.is_oom(e) else "error"
+    return status, f"{type(e).__name__}: {e}".replace("\n", " ")[:300]
+
+
+def _fail(r: ModelResult, e: BaseException) -> None:
+    r.status, r.error = _failure(e)
+
+
+def executed_macs(model: torch.nn.Module, layers: list[tables.LayerMacs]) -> int:
+    """MACs per sample that ``model``'s implementations execute, from the layer shapes
+    of one counted forward (:func:`sepgconv.tables.paper_macs`) of the same architecture."""
+    modules = dict(model.named_modules())
+    total = 0
+    for layer in layers:
+        module = modules[layer.name]
+        if isinstance(module, GConv2d):
+            total += layer_macs(module, *layer.in_shape[-2:])
+        else:
+            total += layer.macs
+    return total
+
+
+def _check(variants: dict, x: torch.Tensor, tolerance: float) -> dict:
+    """``{impl: (max relative difference to naive, status, error)}`` of one forward.
+
+    The naive model's ``state_dict`` is loaded into the others first: training
+    steps update the batch-norm running statistics, and each implementation
+    has run a different number of them.
+    """
+    state = variants["naive"].state_dict()
+    out = {}
+    try:
+        with torch.no_grad():
+            ref = variants["naive"].eval()(x)
+    except Exception as e:  # noqa: BLE001 - no reference: every row fails alike
+        return dict.fromkeys(variants, (None, *_failure(e)))
+    for impl, m in variants.items():
+        if impl == "naive":
+            out[impl] = (0.0, "ok", "")
+            continue
+        m.load_state_dict(state)
+        try:
+            with torch.no_grad():
+                d = _rel_diff(m.eval()(x), ref)
+        except Exception as e:  # noqa: BLE001
+            out[impl] = (None, *_failure(e))
+            continue
+        if d > tolerance or d != d:  # NaN counts as a mismatch
+            out[impl] = (d, "mismatch", f"max |y - y_naive| / max |y_naive| = {d:.3g}")
+        else:
+            out[impl] = (d, "ok", "")
+    return out
+
+
+def _memory(r: ModelResult, step, device: str, static_bytes: int) -> None:
+    try:
+        mem = measure.peak_memory(step, device)
+    except Exception as e:  # noqa: BLE001 - the latency stays; say why memory is missing
+        r.error = f"memory: {type(e).__name__}: {e}".replace("\n", " ")[:300]
+        return
+    r.peak_mem_bytes, r.mem_reserved_bytes = mem.peak_mem_bytes, mem.mem_reserved_bytes
+    if mem.peak_mem_bytes is not None:
+        r.peak_mem_mb = mem.peak_mem_bytes / MB
+        r.peak_mem_with_weights_mb = (mem.peak_mem_bytes + static_bytes) / MB
+
+
+def _fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _line(r: ModelResult) -> str:
+    text = (
+        f"{r.model:<16} {r.impl:<10} b={r.batch:<4} {r.pass_:<6} "
+        f"{_fmt(r.latency_ms_median, '10.3f')} ms  IQR {_fmt(r.latency_ms_iqr, '8.3f')}  "
+        f"peak {_fmt(r.peak_mem_mb, '9.2f')} MB"
+    )
+    if r.paper_peak_mem_mb is not None:
+        text += f" (paper {r.paper_peak_mem_mb:.2f})"
+    return text + ("" if r.status == "ok" else f"  [{r.status}: {r.error}]")
+
+
+# ---------------------------------------------------------------------- #
+# CLI
+# ---------------------------------------------------------------------- #
+def _csv_list(text: str) -> list[str]:
+    return [t for t in (s.strip() for s in text.split(",")) if t]
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(t) for t in _csv_list(text)]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--device", default=None, help="cpu or cuda[:N] (default: cuda if available, else cpu)")
+    add("--out", type=Path, default=None, help="default: results/<device-slug>/models")
+    add("--quick", action="store_true", help="fewer samples; smaller batches on the CPU")
+    add("--models", type=_csv_list, default=None, help=f"subset of: {','.join(models.names())}")
+    add("--batches", type=_int_list, default=None, help="batch sizes (default: per device)")
+    add("--passes", type=_csv_list, default=None, help="fwd,fwdbwd (default: both)")
+    add("--no-memory", action="store_true", help="skip the peak-memory call")
+    add("--threads", type=int, default=None, help="torch.set_num_threads(N)")
+
+
+def main(args: argparse.Namespace) -> int:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but CUDA is not available", file=sys.stderr)
+        return 2
+    names = args.models or models.names()
+    unknown = [n for n in names if n not in models.MODELS]
+    bad_pass = [p for p in (args.passes or []) if p not in PASSES]
+    if unknown or bad_pass:
+        print(f"error: unknown models {unknown} / passes {bad_pass}; models: "
+              f"{models.names()}, passes: {list(PASSES)}", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out or Path("results") / env.device_slug(device) / "models"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "env.json").write_text(
+        json.dumps(env.collect(device, roofline_ceilings=False), indent=2, default=str) + "\n"
+    )
+    timing = TIMINGS["quick" if args.quick else ("cuda" if device.startswith("cuda") else "cpu")]
+    path = out / "models.csv"
+    failed = 0
+    start = time.perf_counter()
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, ModelResult.columns())
+        writer.writeheader()
+        for name in names:
+            table = models.get_spec(name).table
+            batches = tuple(args.batches or batches_for(table, device, args.quick))
+            passes = tuple(args.passes or passes_for(table, device, args.quick))
+            for r in bench_model(name, device, timing, batches, passes, not args.no_memory):
+                writer.writerow(r.row())
+                failed += r.status != "ok"
+            f.flush()
+    print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
+    return 1 if failed else 0
+
+
+__all__ = ["ModelResult", "batches_for", "bench_model", "configure", "main", "passes_for"]

@@ -1,0 +1,250 @@
+"""``python -m bench profile``: where the time goes, per implementation (torch.profiler).
+
+One representative shape (the sweep profile's ``profile_point``, or the
+``--c/--k/--h/--batch/--group/--layer`` given) is run by every implementation,
+``fwd`` and ``fwdbwd`` (the same callables :mod:`bench.measure` times), under
+``torch.profiler``. Each op's *self* time (CPU time on the CPU; device time on
+CUDA) goes to one category:
+
+* ``filter construction`` — ops under ``sepgconv.build_weights``;
+* ``pointwise conv`` — under ``sepgconv.pointwise``;
+* ``copies/permutes`` — under ``sepgconv.transpose``;
+* ``spatial conv`` — under ``sepgconv.spatial``;
+* ``other`` — everything else (bias/view bookkeeping, AccumulateGrad, ...).
+
+The labels are the layers' ``record_function`` regions (``region()`` in
+``sepgconv/gconv.py``); ops nested under a label belong to it. Backward ops run
+outside those regions, so they are attributed through autograd's sequence
+numbers: an ``autograd::engine::evaluate_function: XBackward0`` event carries
+the ``sequence_nr`` of the forward op that created node X, and inherits that
+forward op's category. Unlabelled code (``dense/torch``, peers, or a backward
+node without a forward match) falls back to op-name rules: convolutions are
+``pointwise conv`` when k = 1 else ``spatial conv``; copy/permute/transpose/
+clone/contiguous/index ops are ``copies/permutes``; the rest ``other``. (So a
+peer's own filter expansion, e.g. e2cnn's basis expansion in ``fwdbwd``, lands
+in ``other``/``copies/permutes``, not ``filter construction``.)
+
+Writes ``profile.csv`` (columns :data:`PROFILE_COLUMNS`, ``time_ms`` per call)
+and one Chrome trace per implementation and pass,
+``trace_<variant>_<impl>_<pass>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import warnings
+from pathlib import Path
+
+import torch
+
+from bench import driver, sweep
+from bench.sweep import PARAM_KEYS, Case, Shape
+
+CATEGORIES = ("filter construction", "pointwise conv", "copies/permutes", "spatial conv", "other")
+LABELS = {
+    "sepgconv.build_weights": "filter construction",
+    "sepgconv.pointwise": "pointwise conv",
+    "sepgconv.transpose": "copies/permutes",
+    "sepgconv.spatial": "spatial conv",
+}
+PROFILE_COLUMNS = (*PARAM_KEYS, "category", "time_ms")
+PROFILE_CSV = "profile.csv"
+_BACKWARD = "autograd::engine::evaluate_function: "
+_CONV = re.compile(r"conv|Convolution", re.IGNORECASE)
+_COPY = re.compile(
+    r"copy|permute|transpose|clone|contiguous|index|gather|scatter|cat|stack|flip|rot90|"
+    r"Clone|Permute|Transpose|Index|Flip|Rot90",
+)
+
+
+def name_rule(name: str, k: int) -> str:
+    """Category of an unlabelled op (or backward node) by its name."""
+    if _CONV.search(name):
+        return "pointwise conv" if k == 1 else "spatial conv"
+    if _COPY.search(name):
+        return "copies/permutes"
+    return "other"
+
+
+def _ancestors(e):
+    while e is not None:
+        yield e
+        e = e.cpu_parent
+
+
+def categorize(events, k: int, device_time: bool) -> dict[str, float]:
+    """Self time (µs) per category over ``events`` (``prof.events()``)."""
+    forward: dict[int, str] = {}  # sequence_nr -> category of the labelled forward op
+    owner: dict[int, tuple[str, int | None]] = {}  # id(event) -> (label or backward, seq)
+    for e in events:
+        label = None
+        seq = None
+        for a in _ancestors(e):
+            if a.name in LABELS:
+                label = LABELS[a.name]
+                break
+            if a.name.startswith(_BACKWARD):
+                label, seq = "backward", a.sequence_nr
+                break
+        owner[id(e)] = (label, seq)
+        if label in CATEGORIES and e.sequence_nr is not None and e.sequence_nr >= 0:
+            forward.setdefault(e.sequence_nr, label)
+    out = dict.fromkeys(CATEGORIES, 0.0)
+    for e in events:
+        if e.name == "[memory]" or not str(e.device_type).endswith("CPU"):
+            continue  # device-side kernels are counted in their CPU op's self device time
+        label, seq = owner[id(e)]
+        if label == "backward":
+            top = next(a for a in _ancestors(e) if a.name.startswith(_BACKWARD))
+            category = forward.get(seq) or name_rule(top.name[len(_BACKWARD) :], k)
+        elif label is not None:
+            category = label
+        else:
+            top = list(_ancestors(e))[-1]
+            category = name_rule(top.name, k)
+        t = e.self_device_time_total if device_time else e.self_cpu_time_total
+        out[category] += float(t)
+    return out
+
+
+def profile_step(step, device: str, iters: int, k: int, trace_path: Path | None = None):
+    """ms per call per category of ``step``: two warm-up calls, then ``iters``
+    profiled calls (Chrome trace to ``trace_path`` when given)."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    step()
+    step()
+    if cuda:
+        torch.cuda.synchronize()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=activities) as prof:
+            for _ in range(iters):
+                step()
+            if cuda:
+                torch.cuda.synchronize()
+    if trace_path is not None:
+        trace_path.parent.mkdir(parents=True, exist_ok=True)
+        prof.export_chrome_trace(str(trace_path))
+    us = categorize(prof.events(), k, device_time=cuda)
+    return {c: t / iters / 1e3 for c, t in us.items()}
+
+
+def profile_shape(
+    shape: Shape,
+    impls: list[tuple[str, str]] | None = None,
+    passes: tuple[str, ...] = sweep.PASSES,
+    trace_dir: Path | None = None,
+    iters: int = 3,
+) -> list[dict]:
+    """Profile rows (dicts with :data:`PROFILE_COLUMNS`) of every implementation on ``shape``.
+
+    Implementations that fail to build, mismatch or raise are left out (with a
+    note on stdout); the profile never stops a run.
+    """
+    impls = sweep.implementations() if impls is None else impls
+    rows = []
+    for v, i in impls:
+        for p in passes:
+            case = Case(shape, v, i, p)
+            prepared = driver.prepare_case(case, count=False)
+            if prepared.step is None:
+                r = prepared.result
+                print(f"profile: {v}/{i} {p} left out ({r.status}: {r.error[:120]})")
+                continue
+            trace = None if trace_dir is None else Path(trace_dir) / f"trace_{v}_{i}_{p}.json"
+            try:
+                ms = profile_step(prepared.step, shape.device, iters, shape.k, trace)
+            except Exception as e:  # noqa: BLE001 - a profile never stops a run
+                print(f"profile: {v}/{i} {p} failed ({driver.describe(e)[:120]})")
+                continue
+            for category in CATEGORIES:
+                rows.append({**case.params(), "category": category, "time_ms": ms[category]})
+    return rows
+
+
+def write_profile_csv(rows: list[dict], path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=PROFILE_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    return path
+
+
+def run_profile(shape: Shape, out_dir: Path, trace_dir: Path, iters: int = 3) -> Path:
+    """Profile ``shape`` and write ``out_dir/profile.csv`` and the traces."""
+    rows = profile_shape(shape, trace_dir=trace_dir, iters=iters)
+    return write_profile_csv(rows, Path(out_dir) / PROFILE_CSV)
+
+
+# ---------------------------------------------------------------------- #
+# CLI
+# ---------------------------------------------------------------------- #
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        choices=list(sweep.PROFILES),
+        default=None,
+        help="sweep profile whose representative shape is used "
+        "(default: quick on cpu, full on cuda)",
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: results/<device-slug>/profile)",
+    )
+    parser.add_argument("--group", choices=["p4", "p4m"], default=None)
+    parser.add_argument("--layer", choices=["group", "lifting"], default=None)
+    parser.add_argument("--c", type=int, default=None, help="C_in = C_out")
+    parser.add_argument("--c-in", type=int, default=None)
+    parser.add_argument("--c-out", type=int, default=None)
+    parser.add_argument("--k", type=int, default=None)
+    parser.add_argument("--h", type=int, default=None, help="H = W")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--iters", type=int, default=3, help="profiled calls per implementation")
+
+
+def shape_from_args(args) -> Shape:
+    device = args.device or sweep.default_device()
+    prof = sweep.get_profile(args.profile or sweep.default_profile(device))
+    base = prof.profile_shape(device, args.group)
+    c_in = args.c_in or args.c or base.c_in
+    c_out = args.c_out or args.c or base.c_out
+    h = args.h or base.h
+    return Shape(
+        args.group or base.group,
+        args.layer or base.layer,
+        c_in,
+        c_out,
+        args.k or base.k,
+        h,
+        h,
+        args.batch or base.batch,
+        args.dtype,
+        device,
+    )
+
+
+def main(args) -> int:
+    from bench import env
+
+    shape = shape_from_args(args)
+    out = args.out or Path("results") / env.device_slug(shape.device) / "profile"
+    path = run_profile(shape, out, out, iters=args.iters)
+    print(f"profile of {shape.label()}: {path} (traces in {out})")
+    return 0
+
+
+__all__ = ["CATEGORIES", "PROFILE_COLUMNS", "categorize", "profile_shape", "run_profile"]

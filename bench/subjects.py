@@ -1,0 +1,247 @@
+"""What is timed: one module per implementation of a shape, and its correctness check.
+
+A :class:`Subject` wraps the module an implementation runs plus the small
+adapters between our layout (``[B, C, G, H, W]``; lifting input ``[B, C, H, W]``)
+and the module's own. Adapters run once, outside the timed region.
+
+Correctness (before any timing, DESIGN §4 and STYLE "the naive implementation
+is the reference"):
+
+* Every GConv implementation of a variant is built from one seeded layer of
+  that variant, so all of them share one ``state_dict``.
+* The reference output of a variant is the naive definition computed
+  independently of the library's index tables: F̃ built element by element
+  from ``layer.filter()`` with the group's Cayley table and spatial transform
+  (``F̃[n, h, c, g] = T_h(F[n, c, h⁻¹g])``), then one ``F.conv2d``
+  (:func:`reference_output`). Every implementation of the variant — the naive
+  one included — is compared with it by ``torch.testing.assert_close``.
+* ``dense/torch`` (an ``nn.Conv2d`` holding the full GConv's F̃) is compared
+  with the full variant's reference.
+* Peers (:mod:`bench.peers`) have their own weights: they are checked for
+  equivariance under sepgconv's group action instead.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sepgconv
+from bench.sweep import DENSE, REFERENCE, Shape
+from sepgconv import counting
+
+#: (rtol, atol) per dtype for assert_close. Outputs are ~N(0, 2) (He init); a
+#: wrong filter or channel order gives O(1) errors, far above these. CUDA
+#: float32 allows for TF32 convolutions (cuDNN's default, 10-bit mantissa).
+TOLERANCES = {
+    ("cpu", "float32"): (1e-4, 1e-4),
+    ("cuda", "float32"): (1e-2, 2e-2),
+    ("cuda", "float16"): (2e-2, 5e-2),
+    ("cuda", "bfloat16"): (8e-2, 1.5e-1),
+}
+
+
+def tolerances(shape: Shape) -> tuple[float, float]:
+    kind = "cuda" if shape.device.startswith("cuda") else "cpu"
+    return TOLERANCES.get((kind, shape.dtype), (5e-2, 1e-1))
+
+
+@dataclass
+class Subject:
+    """One implementation ready to run on one shape.
+
+    Attributes:
+        variant, impl: the implementation.
+        module: what runs (``GConv2d``, ``nn.Conv2d`` or a peer wrapper).
+        to_input: our-layout input → the module's input.
+        to_output: the module's output → ``[B, C_out, G_out, H', W']``.
+        macs_formula: forward MACs by formula.
+        params_formula: parameters by formula (bias included).
+        intermediate_bytes: ``{"filter": bytes, "activations": bytes}`` by formula.
+        check: ``"reference"`` (compare with the variant's reference) or
+            ``"equivariance"``.
+    """
+
+    variant: str
+    impl: str
+    module: nn.Module
+    macs_formula: int
+    params_formula: int
+    intermediate_bytes: dict = field(default_factory=lambda: {"filter": 0, "activations": 0})
+    to_input: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
+    to_output: Callable[[torch.Tensor], torch.Tensor] = lambda y: y
+    check: str = "reference"
+
+
+def seed_of(shape: Shape, variant: str) -> int:
+    """A deterministic seed per (shape, variant): same weights in every run."""
+    return zlib.crc32(f"{shape.label()}|{variant}".encode()) & 0x7FFFFFFF
+
+
+def random_input(shape: Shape, seed: int | None = None) -> torch.Tensor:
+    """A standard-normal input in our layout (never zeros), from a seeded
+    generator on the shape's device (same values in every run on that device)."""
+    seed = seed_of(shape, "input") if seed is None else seed
+    return seeded_randn(shape.input_shape(), shape.device, shape.torch_dtype, seed)
+
+
+def seeded_randn(size, device, dtype, seed: int) -> torch.Tensor:
+    """``torch.randn`` drawn on ``device`` with its own seeded generator."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn(size, generator=g, device=device).to(dtype)
+
+
+def reference_layer(shape: Shape, variant: str) -> sepgconv.GConv2d:
+    """The seeded layer of ``variant`` every implementation of it copies."""
+    impls = sepgconv.impls_of(variant)
+    first = "naive" if "naive" in impls else impls[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed_of(shape, variant))
+        layer = sepgconv.GConv2d(**shape.layer_kwargs(variant, first))
+    return layer.to(device=shape.device, dtype=shape.torch_dtype)
+
+
+def gconv_subject(layer: sepgconv.GConv2d, shape: Shape) -> Subject:
+    return Subject(
+        variant=layer.variant,
+        impl=layer.impl,
+        module=layer,
+        macs_formula=counting.layer_macs(layer, shape.h, shape.w, shape.batch),
+        params_formula=counting.layer_params(layer),
+        intermediate_bytes=counting.intermediate_bytes(layer, shape.h, shape.w, shape.batch),
+    )
+
+
+def dense_subject(full: sepgconv.GConv2d, shape: Shape) -> Subject:
+    """``nn.Conv2d(C_in·G_in → C_out·G_out)`` holding the full GConv's F̃ (and bias)."""
+    s = shape.layer_shape()
+    conv = nn.Conv2d(
+        s.c_in * s.g_in, s.c_out * s.g_out, s.k, padding=shape.padding, bias=True,
+        device=shape.device, dtype=shape.torch_dtype,
+    )  # fmt: skip
+    with torch.no_grad():
+        conv.weight.copy_(full.expand_filter().reshape_as(conv.weight))
+        conv.bias.copy_(full.bias.repeat_interleave(s.g_out))
+    b = shape.batch
+    return Subject(
+        variant=DENSE[0],
+        impl=DENSE[1],
+        module=conv,
+        macs_formula=counting.dense_macs(s),
+        params_formula=conv.weight.numel() + conv.bias.numel(),  # the dense conv's count
+        to_input=lambda x: x.reshape(b, s.c_in * s.g_in, s.h_in, s.w_in),
+        to_output=lambda y: y.view(b, s.c_out, s.g_out, y.shape[-2], y.shape[-1]),
+    )
+
+
+def build(shape: Shape, variant: str, impl: str, refs: dict | None = None) -> Subject:
+    """The subject of ``(variant, impl)`` on ``shape``.
+
+    Args:
+        refs: a cache ``{variant: reference layer}`` shared by the
+            implementations of one shape (so they share weights).
+    """
+    refs = {} if refs is None else refs
+    if (variant, impl) == DENSE:
+        return dense_subject(_ref(refs, shape, REFERENCE[0]), shape)
+    if (variant, impl) in sepgconv.implementations():
+        ref = _ref(refs, shape, variant)
+        layer = ref if ref.impl == impl else ref.to_impl(impl)
+        return gconv_subject(layer, shape)
+    from bench import peers
+
+    return peers.build(shape, variant, impl)
+
+
+def _ref(refs: dict, shape: Shape, variant: str) -> sepgconv.GConv2d:
+    if variant not in refs:
+        refs[variant] = reference_layer(shape, variant)
+    return refs[variant]
+
+
+# ---------------------------------------------------------------------- #
+# correctness
+# ---------------------------------------------------------------------- #
+def reference_filter(layer: sepgconv.GConv2d) -> torch.Tensor:
+    """F̃ ``[C_out, G_out, C_in, G_in, k, k]`` from the definition, element by element."""
+    f = layer.filter().detach()  # [N, C, G_in, k, k]
+    grp = layer.group
+    n, c, gi, k, _ = f.shape
+    out = f.new_empty(n, layer.g_out, c, gi, k, k)
+    for h in range(layer.g_out):
+        for g in range(gi):
+            src = grp.cayley[grp.inverse[h]][g] if gi > 1 else 0  # index of h⁻¹g
+            out[:, h, :, g] = grp.transform(f[:, :, src], h)
+    return out
+
+
+@torch.no_grad()
+def reference_output(layer: sepgconv.GConv2d, x: torch.Tensor) -> torch.Tensor:
+    """The naive GConv on our-layout ``x``, computed from :func:`reference_filter`."""
+    ft = reference_filter(layer)
+    n, go, c, gi, k, _ = ft.shape
+    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    bias = None if layer.bias is None else layer.bias.detach().repeat_interleave(go)
+    y = F.conv2d(
+        x.reshape(b, c * gi, h, w), ft.reshape(n * go, c * gi, k, k), bias, 1, layer.padding
+    )
+    return y.view(b, n, go, y.shape[-2], y.shape[-1])
+
+
+@torch.no_grad()
+def run_forward(subject: Subject, x: torch.Tensor) -> torch.Tensor:
+    """Our-layout output of ``subject`` on our-layout ``x`` (eval mode, no grad)."""
+    was = subject.module.training
+    subject.module.eval()
+    try:
+        return subject.to_output(subject.module(subject.to_input(x)))
+    finally:
+        subject.module.train(was)
+
+
+def compare(actual: torch.Tensor, expected: torch.Tensor, shape: Shape, what: str) -> str | None:
+    """``assert_close`` with the dtype's tolerances; the message on mismatch, else None."""
+    rtol, atol = tolerances(shape)
+    try:
+        torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, msg=None)
+    except AssertionError as e:
+        first = " ".join(str(e).split())
+        return f"{what}: {first[:400]}"
+    return None
+
+
+class References:
+    """The reference outputs of one shape and input, computed on first use.
+
+    Args:
+        shape: the shape.
+        x: our-layout input.
+        refs: the ``{variant: reference layer}`` cache given to :func:`build`.
+    """
+
+    def __init__(self, shape: Shape, x: torch.Tensor, refs: dict):
+        self.shape, self.x, self.refs = shape, x, refs
+        self._outputs: dict[str, torch.Tensor] = {}
+
+    def output(self, variant: str) -> torch.Tensor:
+        if variant not in self._outputs:
+            layer = _ref(self.refs, self.shape, variant)
+            self._outputs[variant] = reference_output(layer, self.x)
+        return self._outputs[variant]
+
+
+def check(subject: Subject, references: References) -> str | None:
+    """Check ``subject`` on the references' input: the mismatch message, or None."""
+    x, shape = references.x, references.shape
+    if subject.check == "equivariance":
+        from bench import peers
+
+        return peers.check_equivariance(subject, x, shape)
+    variant = REFERENCE[0] if (subject.variant, subject.impl) == DENSE else subject.variant
+    what = f"{subject.variant}/{subject.impl} vs the {variant} reference (independent F̃)"
+    return compare(run_forward(subject, x), references.output(variant), shape, what)

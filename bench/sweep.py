@@ -1,0 +1,360 @@
+"""What the suite sweeps: shapes, implementations, passes, dtypes, named profiles.
+
+One row of results is a :class:`Case`: a :class:`Shape` (group, layer kind,
+channels, kernel, resolution, batch, dtype, device), one implementation
+``(variant, impl)`` and one pass (``fwd`` or ``fwdbwd``).
+
+Implementations (:func:`implementations`) are every entry of the sepgconv
+registry (iterated, never listed by hand), then the dense reference
+``("dense", "torch")`` and, when ``e2cnn`` is importable, the peer
+``("full", "e2cnn")`` (see :mod:`bench.peers`).
+
+.. note ::
+    ``dense/torch`` is a plain ``torch.nn.Conv2d`` from ``C_in·G_in`` to
+    ``C_out·G_out`` channels whose weight *is* the full GConv's expanded filter
+    F̃. It executes exactly the MACs of the full GConv's dense conv but builds
+    no filter, so ``full/naive`` minus ``dense/torch`` is the cost of filter
+    expansion (in ``fwd``, eval mode, the expanded filter is cached and the two
+    should be equal).
+
+Profiles (:data:`PROFILES`): ``smoke`` (a few tiny shapes, seconds; the tests
+use it), ``quick`` (the CPU default: 44 shapes, 528 rows, measured at 2 minutes on 2
+idle cores and 7 on 2 loaded ones, every check and the profile included), ``full`` (the GPU default:
+48 shapes, 576 rows, float16/bfloat16 on the C series, C up to 256, H up to 128,
+batch 32; estimated at 4-6 minutes on one H100). A profile varies one axis
+at a time around a base point (:func:`around`), plus a few extra points.
+
+The up-front memory guard (``status=skipped``) is :mod:`bench.memory`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+import sepgconv
+from sepgconv import counting
+
+#: the keys that identify a row (pytest-benchmark ``params``; the CSV's first columns)
+PARAM_KEYS = (
+    "group", "layer", "variant", "impl", "c_in", "c_out", "k", "h", "w", "batch",
+    "pass", "dtype", "device",
+)  # fmt: skip
+PASSES = ("fwd", "fwdbwd")
+REFERENCE = ("full", "naive")  # the baseline of speedup_vs_full
+DENSE = ("dense", "torch")  # nn.Conv2d with the expanded filter
+LOW_PRECISION = ("float16", "bfloat16")  # swept on CUDA only
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One layer call: everything of a row except the implementation and the pass.
+
+    ``layer`` is ``"lifting"`` (input ``[B, C_in, H, W]``) or ``"group"`` (input
+    ``[B, C_in, G, H, W]``). Padding is ``k // 2`` ('same' for odd k), stride 1.
+    """
+
+    group: str
+    layer: str
+    c_in: int
+    c_out: int
+    k: int
+    h: int
+    w: int
+    batch: int
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    @property
+    def lifting(self) -> bool:
+        return self.layer == "lifting"
+
+    @property
+    def g_out(self) -> int:
+        return sepgconv.get_group(self.group).order
+
+    @property
+    def g_in(self) -> int:
+        return 1 if self.lifting else self.g_out
+
+    @property
+    def padding(self) -> int:
+        return self.k // 2
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    @property
+    def itemsize(self) -> int:
+        return torch.empty((), dtype=self.torch_dtype).element_size()
+
+    def layer_shape(self) -> counting.LayerShape:
+        return counting.LayerShape(
+            self.c_in, self.c_out, self.g_in, self.g_out, self.k, self.h, self.w,
+            1, self.padding, self.batch,
+        )  # fmt: skip
+
+    def input_shape(self) -> tuple[int, ...]:
+        """Our layout: ``[B, C_in, H, W]`` (lifting) or ``[B, C_in, G, H, W]``."""
+        if self.lifting:
+            return (self.batch, self.c_in, self.h, self.w)
+        return (self.batch, self.c_in, self.g_in, self.h, self.w)
+
+    def layer_kwargs(self, variant: str, impl: str) -> dict:
+        """``GConv2d`` arguments of this shape."""
+        return dict(
+            in_channels=self.c_in, out_channels=self.c_out, kernel_size=self.k,
+            group=self.group, lifting=self.lifting, variant=variant, impl=impl,
+            padding=self.padding, bias=True,
+        )  # fmt: skip
+
+    def label(self) -> str:
+        """Readable id, e.g. ``p4-group-c16x16-k3-h32x32-b1-float32-cpu``."""
+        return (
+            f"{self.group}-{self.layer}-c{self.c_in}x{self.c_out}-k{self.k}-h{self.h}x{self.w}"
+            f"-b{self.batch}-{self.dtype}-{self.device}"
+        )
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: a shape computed by one implementation in one pass."""
+
+    shape: Shape
+    variant: str
+    impl: str
+    pass_: str
+
+    def params(self) -> dict:
+        """The identifying dict (keys :data:`PARAM_KEYS`, in that order)."""
+        s = self.shape
+        return dict(
+            group=s.group, layer=s.layer, variant=self.variant, impl=self.impl,
+            c_in=s.c_in, c_out=s.c_out, k=s.k, h=s.h, w=s.w, batch=s.batch,
+            **{"pass": self.pass_}, dtype=s.dtype, device=s.device,
+        )  # fmt: skip
+
+    def key(self) -> tuple:
+        return params_key(self.params())
+
+    def id(self) -> str:
+        """Readable test id, e.g. ``p4-group-c16x16-k3-h32x32-b1-g-rearranged-fwd-float32-cpu``."""
+        s = self.shape
+        return (
+            f"{s.group}-{s.layer}-c{s.c_in}x{s.c_out}-k{s.k}-h{s.h}x{s.w}-b{s.batch}"
+            f"-{self.variant}-{self.impl}-{self.pass_}-{s.dtype}-{s.device}"
+        )
+
+
+def params_key(params: dict) -> tuple:
+    """Hashable key of a params dict; values normalised to ``str`` so CSV rows
+    (all strings) and freshly built cases compare equal."""
+    return tuple(str(params[k]) for k in PARAM_KEYS)
+
+
+# ---------------------------------------------------------------------- #
+# implementations
+# ---------------------------------------------------------------------- #
+def implementations(include_peers: bool = True) -> list[tuple[str, str]]:
+    """Every implementation swept: the registry, then ``dense/torch``, then peers."""
+    impls = list(sepgconv.implementations())
+    if REFERENCE in impls:  # the reference first, so its latency is known early
+        impls.remove(REFERENCE)
+        impls.insert(0, REFERENCE)
+    impls.append(DENSE)
+    if include_peers:
+        from bench import peers
+
+        impls.extend(peers.implementations())
+    return impls
+
+
+# ---------------------------------------------------------------------- #
+# profiles
+# ---------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class Point:
+    """A shape without group, dtype and device. ``lowp``: also swept in
+    float16/bfloat16 on CUDA."""
+
+    c_in: int
+    c_out: int
+    k: int = 3
+    h: int = 32
+    batch: int = 1
+    layer: str = "group"
+    lowp: bool = False
+
+
+def around(base: Point, **axes) -> list[Point]:
+    """The base point, then one axis varied at a time (``c`` sets ``c_in = c_out``)."""
+    points = [base]
+    for axis, values in axes.items():
+        for v in values:
+            change = {"c_in": v, "c_out": v} if axis == "c" else {axis: v}
+            points.append(dataclasses.replace(base, **change))
+    return points
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long to time one implementation of one shape and pass.
+
+    CPU: a sample is a block of ``ceil(block_s / t_call)`` calls (per-call time
+    = block / n). CUDA: a sample is one call between two events. The number of
+    samples is ``budget_s / sample time`` clamped to ``[min_samples, max_samples]``.
+    Warm-up: one untimed call, then at least ``warmup_calls`` calls and
+    ``warmup_s`` seconds (these give the per-call estimate).
+    """
+
+    budget_s: float = 0.25
+    block_s: float = 0.005
+    min_samples: int = 5
+    max_samples: int = 30
+    warmup_calls: int = 1
+    warmup_s: float = 0.02
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named sweep.
+
+    Args:
+        name: ``smoke``, ``quick`` or ``full``.
+        description: one line.
+        points: the shapes (× ``groups``; lifting points too).
+        groups: ``("p4", "p4m")``.
+        passes: ``("fwd", "fwdbwd")``.
+        timing: CPU timing; ``cuda_timing`` on CUDA.
+        profile_point: the representative shape of the per-operator profile.
+    """
+
+    name: str
+    description: str
+    points: tuple[Point, ...]
+    profile_point: Point
+    groups: tuple[str, ...] = ("p4", "p4m")
+    passes: tuple[str, ...] = PASSES
+    timing: Timing = field(default_factory=Timing)
+    cuda_timing: Timing = field(default_factory=Timing)
+
+    def dtypes(self, point: Point, device: str) -> tuple[str, ...]:
+        if device.startswith("cuda") and point.lowp:
+            return ("float32", *LOW_PRECISION)
+        return ("float32",)
+
+    def timing_for(self, device: str) -> Timing:
+        return self.cuda_timing if device.startswith("cuda") else self.timing
+
+    def shapes(self, device: str) -> list[Shape]:
+        """Every shape of the profile on ``device``, without duplicates, in order."""
+        out: dict[Shape, None] = {}
+        for p in self.points:
+            for group in self.groups:
+                for dtype in self.dtypes(p, device):
+                    s = Shape(
+                        group, p.layer, p.c_in, p.c_out, p.k, p.h, p.h, p.batch, dtype, device
+                    )
+                    out[s] = None
+        return list(out)
+
+    def cases(self, device: str, impls: list[tuple[str, str]] | None = None) -> list[Case]:
+        """Shapes × implementations × passes (the rows of a run)."""
+        impls = implementations() if impls is None else impls
+        return [
+            Case(s, v, i, p) for s in self.shapes(device) for p in self.passes for v, i in impls
+        ]
+
+    def profile_shape(self, device: str, group: str | None = None) -> Shape:
+        p = self.profile_point
+        g = group or self.groups[-1]
+        return Shape(g, p.layer, p.c_in, p.c_out, p.k, p.h, p.h, p.batch, "float32", device)
+
+
+_SMOKE = Profile(
+    name="smoke",
+    description="three tiny shapes, every implementation, both passes (seconds)",
+    points=(
+        Point(4, 4, k=3, h=8),
+        Point(4, 6, k=1, h=8),
+        Point(3, 4, k=3, h=8, layer="lifting"),
+    ),
+    profile_point=Point(4, 4, k=3, h=8),
+    groups=("p4", "p4m"),
+    timing=Timing(budget_s=0.01, block_s=0.001, min_samples=5, max_samples=10, warmup_s=0.0),
+    cuda_timing=Timing(budget_s=0.01, min_samples=5, max_samples=20, warmup_calls=2),
+)
+
+# CPU default. Sized on 2 cores (Xeon, ~40 GMAC/s matmul when idle): rearranged
+# g runs its grouped convs at ~0.6 GMAC/s there, so C and H stay moderate.
+# Measured with every check and the profile: 2 min on an idle 2-core Xeon,
+# 7 min while other jobs kept its load average at 3-5 (44 shapes, 528 rows).
+_QUICK_BASE = Point(16, 16, k=3, h=16, batch=1)
+_QUICK = Profile(
+    name="quick",
+    description="CPU default: C, k, H, batch one at a time around C=16 k=3 H=16 (2-7 min)",
+    points=(
+        *around(_QUICK_BASE, c=(4, 8, 32, 64), k=(1, 5, 7), batch=(4, 16)),
+        *around(Point(8, 8, k=3, h=32), h=(8, 64, 128)),
+        Point(8, 16, k=3, h=16),
+        Point(16, 8, k=3, h=16),
+        Point(16, 32, k=3, h=16),
+        Point(32, 16, k=3, h=16),
+        Point(3, 16, k=3, h=32, layer="lifting"),
+        Point(3, 8, k=5, h=64, layer="lifting"),
+        Point(3, 32, k=7, h=32, layer="lifting"),
+        Point(1, 16, k=3, h=64, layer="lifting"),
+    ),
+    profile_point=Point(16, 16, k=3, h=32),
+    timing=Timing(budget_s=0.15, block_s=0.005, min_samples=5, max_samples=30, warmup_s=0.01),
+)
+
+# GPU default, sized by estimate for one H100 (no GPU was available): 32 float32
+# shapes + 16 float16/bfloat16 ones (the C series) = 576 rows. All rows together
+# execute ~58 TMAC per call (fwdbwd counted 3×); at ~15 calls per row (warm-up,
+# checks, memory, ≥10 samples) and ≥10 TMAC/s that is under 2 minutes of GPU
+# work, the rest is per-row overhead (~0.15 s timing budget, fvcore tracing):
+# about 4-6 minutes in all. The memory guard skips g/rearranged fwdbwd of the
+# two largest p4m shapes (X̃ alone is 17 GB there) on an 80 GB card.
+_FULL_BASE = Point(64, 64, k=3, h=32, batch=32, lowp=True)
+_FULL = Profile(
+    name="full",
+    description="GPU default: C up to 256, H up to 128, k 1-7, batch 32, fp32 + fp16/bf16",
+    points=(
+        *around(_FULL_BASE, c=(16, 32, 128)),
+        *around(dataclasses.replace(_FULL_BASE, lowp=False), k=(1, 5, 7)),
+        *around(Point(32, 32, k=3, h=32, batch=32), h=(8, 16, 64, 128)),
+        Point(32, 64, k=3, h=32, batch=32),
+        Point(128, 64, k=3, h=32, batch=32),
+        Point(256, 256, k=3, h=16, batch=16),
+        Point(3, 32, k=3, h=64, batch=32, layer="lifting"),
+        Point(3, 64, k=7, h=128, batch=32, layer="lifting"),
+    ),
+    profile_point=Point(64, 64, k=3, h=32, batch=32),
+    timing=Timing(budget_s=0.2, block_s=0.005, min_samples=5, max_samples=30),
+    cuda_timing=Timing(
+        budget_s=0.1, min_samples=10, max_samples=100, warmup_calls=3, warmup_s=0.02
+    ),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (_SMOKE, _QUICK, _FULL)}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown sweep profile {name!r}; valid choices: {list(PROFILES)}"
+        ) from None
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_profile(device: str) -> str:
+    return "full" if device.startswith("cuda") else "quick"

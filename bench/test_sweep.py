@@ -1,0 +1,23 @@
+"""The sweep as pytest-benchmark tests (see ``bench/conftest.py`` for usage)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import driver
+from bench.store import EXTRA_INFO_KEYS
+
+
+def test_sweep(benchmark, case, mac_cache):
+    prepared = driver.prepare_case(case, mac_cache)
+    r = prepared.result
+    if r.status == "skipped":
+        pytest.skip(r.error)
+    if r.status != "ok":  # mismatch (correctness before timing), error or oom
+        pytest.fail(f"{r.status}: {r.error}", pytrace=False)
+    benchmark.params = case.params()  # the keys `python -m bench compare` matches on
+    row = r.row()
+    # known before timing (latency-derived columns are not: see results.csv of `bench run`)
+    benchmark.extra_info.update({k: row[k] for k in EXTRA_INFO_KEYS if row[k] is not None})
+    benchmark.extra_info["macs_unsupported"] = r.macs_unsupported
+    benchmark(prepared.step)

@@ -1,0 +1,58 @@
+"""The optional e2cnn peer (skipped when e2cnn is not installed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sepgconv
+from bench import peers, subjects
+from bench.sweep import Shape
+
+e2cnn = pytest.importorskip("e2cnn")
+
+
+def test_listed_as_a_full_implementation():
+    assert peers.implementations() == [("full", "e2cnn")]
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_element_map_is_a_group_isomorphism(group):
+    phi = peers.element_map(group)
+    grp = sepgconv.get_group(group)
+    assert sorted(phi) == list(range(grp.order)) and phi[0] == grp.identity
+
+
+def _build_or_skip(shape):
+    try:
+        return peers.build(shape, "full", "e2cnn")
+    except RuntimeError as e:
+        if "numpy" in str(e):
+            pytest.skip(str(e))
+        raise
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+@pytest.mark.parametrize("layer", ["group", "lifting"])
+def test_equivariant_under_sepgconv_action(group, layer):
+    shape = Shape(group, layer, 2, 3, 3, 9, 9, 1)
+    subj = _build_or_skip(shape)
+    x = subjects.random_input(shape)
+    assert peers.check_equivariance(subj, x, shape) is None
+    # a wrong channel order (swap r and r², not an automorphism) breaks it: the check can fail
+    if layer == "group":
+        good = subj.to_input
+        order = list(range(sepgconv.get_group(group).order))
+        order[1], order[2] = 2, 1
+        subj.to_input = lambda t: good(t[:, :, order])
+        assert peers.check_equivariance(subj, x, shape) is not None
+
+
+def test_macs_counted_like_a_dense_conv():
+    from bench import measure
+
+    shape = Shape("p4", "group", 2, 3, 3, 8, 8, 2)
+    subj = _build_or_skip(shape)
+    macs, _ = measure.count_macs(subj.module, subj.to_input(subjects.random_input(shape)))
+    assert macs == subj.macs_formula
+    assert subj.module(subj.to_input(subjects.random_input(shape))).dtype == torch.float32

@@ -1,0 +1,217 @@
+"""``python -m bench run``: the smoke profile end to end, failures, interruption and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import sepgconv
+from bench import cli, measure, peers, record, run, store, sweep
+from bench.profile import CATEGORIES, PROFILE_COLUMNS
+from sepgconv import registry
+from sepgconv.impls import GCGConv2dRearranged
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRED = (
+    "group", "layer", "variant", "impl", "c_in", "c_out", "k", "h", "w", "batch", "pass",
+    "dtype", "device", "status", "latency_ms_median", "latency_ms_iqr", "n_samples",
+    "macs_formula", "macs_measured", "params_formula", "params_measured", "peak_mem_bytes",
+    "error", "macs_match", "mem_reserved_bytes", "nvml_used_bytes", "intermediate_filter_bytes",
+    "intermediate_activation_bytes", "gmacs_per_s", "speedup_vs_full", "theoretical_speedup",
+    "efficiency", "bytes_moved_formula", "noisy",
+)  # fmt: skip
+STATS = (
+    "min", "max", "mean", "stddev", "rounds", "median", "iqr", "q1", "q3", "iqr_outliers",
+    "stddev_outliers", "outliers", "ld15iqr", "hd15iqr", "ops", "total", "iterations", "data",
+)  # fmt: skip
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _rows(out: Path) -> list[dict]:
+    with (out / "results.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    """``python -m bench run --profile smoke --out tmp --no-report`` as a user types it."""
+    out = tmp_path_factory.mktemp("smoke")
+    cmd = [sys.executable, "-m", "bench", "run", "--profile", "smoke", "--device", "cpu",
+           "--out", str(out), "--no-report"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "bench run:" in proc.stdout
+    return out
+
+
+def test_smoke_csv_has_every_row_and_column(smoke):
+    rows = _rows(smoke)
+    assert set(REQUIRED) <= set(rows[0])
+    expected = {c.key() for c in sweep.get_profile("smoke").cases("cpu")}
+    assert {sweep.params_key(r) for r in rows} == expected and len(rows) == len(expected)
+    assert {r["status"] for r in rows} <= set(record.STATUSES)
+    ours = [r for r in rows if (r["variant"], r["impl"]) not in peers.implementations()]
+    assert all(r["status"] == "ok" for r in ours), [r["error"] for r in ours if r["error"]]
+    impls = {(r["variant"], r["impl"]) for r in rows}
+    assert set(sepgconv.implementations()) | {sweep.DENSE} <= impls
+
+
+def test_smoke_counts_and_ratios(smoke):
+    for r in _rows(smoke):
+        if r["status"] != "ok":
+            continue
+        assert r["macs_measured"] == r["macs_formula"] and r["macs_match"] == "True"
+        assert float(r["latency_ms_median"]) > 0 and int(r["n_samples"]) >= 5
+        assert int(r["peak_mem_bytes"]) > 0
+        if (r["variant"], r["impl"]) == sweep.REFERENCE:
+            assert float(r["speedup_vs_full"]) == 1.0
+        if r["impl"] == "naive" or r["variant"] == "dense":
+            assert float(r["theoretical_speedup"]) == 1.0
+        if (r["variant"], r["impl"]) == ("g", "rearranged"):
+            assert int(r["peak_mem_bytes"]) >= int(r["intermediate_activation_bytes"]) // 2
+
+
+def test_smoke_benchmark_json(smoke):
+    doc = json.loads((smoke / "benchmark.json").read_text())
+    assert {"machine_info", "commit_info", "benchmarks", "datetime", "version"} <= set(doc)
+    assert doc["machine_info"]["cpu"]["brand_raw"]
+    assert doc["machine_info"]["sepgconv_env"]["torch"] == torch.__version__
+    rows = {sweep.params_key(r): r for r in _rows(smoke)}
+    assert len(doc["benchmarks"]) == sum(r["status"] == "ok" for r in rows.values())
+    for b in doc["benchmarks"]:
+        assert {"group", "name", "fullname", "params", "param", "extra_info", "options"} <= set(b)
+        assert set(STATS) <= set(b["stats"])
+        assert tuple(b["params"]) == sweep.PARAM_KEYS
+        row = rows[sweep.params_key(b["params"])]
+        assert len(b["stats"]["data"]) == b["stats"]["rounds"] == int(row["n_samples"])
+        # raw samples in seconds: their median is the CSV's milliseconds / 1000
+        assert b["stats"]["median"] * 1e3 == pytest.approx(float(row["latency_ms_median"]))
+        assert b["extra_info"]["macs_measured"] == int(row["macs_measured"])
+
+
+def test_smoke_env_and_profile(smoke):
+    env = json.loads((smoke / "env.json").read_text())
+    assert env["peak_gmacs_per_s"] > 0 and env["peak_bandwidth_gb_per_s"] > 0
+    assert env["device"] == "cpu" and env["cpu_model"] and env["profile"] == "smoke"
+    with (smoke / "profile.csv").open(newline="") as f:
+        prof = list(csv.DictReader(f))
+    assert tuple(prof[0]) == PROFILE_COLUMNS
+    assert {r["category"] for r in prof} == set(CATEGORIES)
+    rear = [r for r in prof if (r["variant"], r["impl"], r["pass"]) == ("g", "rearranged", "fwd")]
+    by_cat = {r["category"]: float(r["time_ms"]) for r in rear}
+    assert by_cat["pointwise conv"] > 0 and by_cat["spatial conv"] > 0
+    assert by_cat["copies/permutes"] > 0
+    traces = sorted(p.name for p in (smoke / "traces").iterdir())
+    assert "trace_g_rearranged_fwdbwd.json" in traces and "trace_dense_torch_fwd.json" in traces
+
+
+# ---------------------------------------------------------------- failures
+class _Broken(GCGConv2dRearranged):
+    impl = "broken"
+
+    def _conv(self, x, weights, bias):
+        raise RuntimeError("broken on purpose")
+
+
+class _Wrong(GCGConv2dRearranged):
+    impl = "wrong"
+
+    def _conv(self, x, weights, bias):
+        return super()._conv(x, weights, bias) * 1.01
+
+
+class _Hungry(GCGConv2dRearranged):
+    impl = "hungry"
+
+    def _conv(self, x, weights, bias):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
+
+
+def _run(out: Path, *extra: str) -> int:
+    argv = ["run", "--profile", "smoke", "--device", "cpu", "--out", str(out), "--no-report",
+            "--no-profile", "--no-peers", *extra]  # fmt: skip
+    return cli.main(argv)
+
+
+def test_failing_and_wrong_implementations_are_recorded(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, ("gc", "broken"), _Broken)
+    monkeypatch.setitem(registry._REGISTRY, ("gc", "wrong"), _Wrong)
+    monkeypatch.setitem(registry._REGISTRY, ("gc", "hungry"), _Hungry)
+    impls = ("full/naive", "gc/broken", "gc/wrong", "gc/hungry")
+    code = _run(tmp_path, *(a for i in impls for a in ("--impl", i)))
+    assert code == 0
+    rows = _rows(tmp_path)
+    assert len(rows) == len(sweep.get_profile("smoke").shapes("cpu")) * 2 * len(impls)
+    by_impl: dict = {}
+    for r in rows:
+        by_impl.setdefault(r["impl"], []).append(r)
+    assert all(
+        r["status"] == "error" and "broken on purpose" in r["error"] for r in by_impl["broken"]
+    )
+    assert all(r["status"] == "mismatch" and r["latency_ms_median"] == "" for r in by_impl["wrong"])
+    assert all(r["status"] == "oom" for r in by_impl["hungry"])
+    assert all(r["status"] == "ok" for r in by_impl["naive"])
+    assert _run(tmp_path / "strict", "--impl", "gc/broken", "--strict") == 1
+
+
+def test_interrupt_then_resume_loses_and_duplicates_nothing(tmp_path, monkeypatch):
+    impls = ("--impl", "full/naive", "--impl", "gc/rearranged")
+    real = measure.time_interleaved
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "time_interleaved", flaky)
+    assert _run(tmp_path, *impls) == 130
+    kept = _rows(tmp_path)
+    assert len(kept) == 3 * 2  # three (shape, pass) groups of two implementations
+    monkeypatch.setattr(measure, "time_interleaved", real)
+    (tmp_path / store.SAMPLES_JSONL).unlink()  # not kept: benchmark.json has them too
+    assert _run(tmp_path, "--resume", *impls) == 0
+    rows = _rows(tmp_path)
+    keys = [sweep.params_key(r) for r in rows]
+    assert len(keys) == len(set(keys)) == len(sweep.get_profile("smoke").shapes("cpu")) * 2 * 2
+    assert rows[: len(kept)] == kept  # the first rows were kept as they were
+    assert all(r["status"] == "ok" for r in rows)
+    doc = json.loads((tmp_path / "benchmark.json").read_text())
+    assert sorted(sweep.params_key(b["params"]) for b in doc["benchmarks"]) == sorted(keys)
+    assert all(b["stats"]["data"] for b in doc["benchmarks"])
+
+
+def test_resume_refuses_a_csv_of_another_schema(tmp_path, capsys):
+    (tmp_path / store.RESULTS_CSV).write_text("group,layer,whatever\np4,group,1\n")
+    assert _run(tmp_path, "--resume", "--impl", "full/naive") == 2
+    assert "columns differ" in capsys.readouterr().err
+
+
+def test_after_run_without_a_report_module(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "bench.report", None)
+    assert run._after_run(tmp_path, type("A", (), {"no_report": False})()) == 0
+    assert "bench.report is not available" in capsys.readouterr().out
+
+
+def test_unknown_impl_is_a_usage_error(tmp_path, capsys):
+    assert _run(tmp_path, "--impl", "g/nope") == 2
+    assert "unknown implementation" in capsys.readouterr().err
