@@ -18,11 +18,13 @@ registry (iterated, never listed by hand), then the dense reference
     should be equal).
 
 Profiles (:data:`PROFILES`): ``smoke`` (a few tiny shapes, seconds; the tests
-use it), ``quick`` (the CPU default: 44 shapes, 528 rows, measured at 2 minutes on 2
-idle cores and 7 on 2 loaded ones, every check and the profile included), ``full`` (the GPU default:
+use it), ``quick`` (the CPU default: a C × k grid at H = 16 and H = 32 plus
+a cross over H, batch, in ≠ out and lifting shapes; its env.json records the wall
+time, every check and the profile included), ``full`` (the GPU default:
 48 shapes, 576 rows, float16/bfloat16 on the C series, C up to 256, H up to 128,
 batch 32; estimated at 4-6 minutes on one H100). A profile varies one axis
-at a time around a base point (:func:`around`), plus a few extra points.
+at a time around a base point (:func:`around`), adds grids (:func:`grid`) and a few
+extra points.
 
 The up-front memory guard (``status=skipped``) is :mod:`bench.memory`.
 """
@@ -199,6 +201,16 @@ def around(base: Point, **axes) -> list[Point]:
     return points
 
 
+def grid(base: Point, cs, ks) -> list[Point]:
+    """Every (``c_in = c_out``, ``k``) pair at the base point's other settings."""
+    return [dataclasses.replace(base, c_in=c, c_out=c, k=k) for c in cs for k in ks]
+
+
+def unique(points) -> tuple[Point, ...]:
+    """The points in order, each once (a grid and a cross share their centre)."""
+    return tuple(dict.fromkeys(points))
+
+
 @dataclass(frozen=True)
 class Timing:
     """How long to time one implementation of one shape and pass.
@@ -290,26 +302,32 @@ _SMOKE = Profile(
 
 # CPU default. Sized on 2 cores (Xeon, ~40 GMAC/s matmul when idle): rearranged
 # g runs its grouped convs at ~0.6 GMAC/s there, so C and H stay moderate.
-# Measured with every check and the profile: 2 min on an idle 2-core Xeon,
-# 7 min while other jobs kept its load average at 3-5 (44 shapes, 528 rows).
+# The cross alone (44 shapes, 528 rows, budget 0.15 s) took 2 min on an idle
+# 2-core Xeon and 7 min at load average 3-5; the C x k grids bring it to the
+# number of rows and the wall time the run's env.json records.
 _QUICK_BASE = Point(16, 16, k=3, h=16, batch=1)
 _QUICK = Profile(
     name="quick",
-    description="CPU default: C, k, H, batch one at a time around C=16 k=3 H=16 (2-7 min)",
-    points=(
-        *around(_QUICK_BASE, c=(4, 8, 32, 64), k=(1, 5, 7), batch=(4, 16)),
-        *around(Point(8, 8, k=3, h=32), h=(8, 64, 128)),
-        Point(8, 16, k=3, h=16),
-        Point(16, 8, k=3, h=16),
-        Point(16, 32, k=3, h=16),
-        Point(32, 16, k=3, h=16),
-        Point(3, 16, k=3, h=32, layer="lifting"),
-        Point(3, 8, k=5, h=64, layer="lifting"),
-        Point(3, 32, k=7, h=32, layer="lifting"),
-        Point(1, 16, k=3, h=64, layer="lifting"),
+    description="CPU default: a C x k grid at H=16 and H=32, plus H, batch, in != out and "
+    "lifting shapes (4-8 min)",
+    points=unique(
+        (
+            *around(_QUICK_BASE, c=(4, 8, 32, 64), k=(1, 5, 7), batch=(4, 16)),
+            *grid(_QUICK_BASE, cs=(8, 16, 32, 64), ks=(1, 3, 5, 7)),
+            *grid(Point(16, 16, k=3, h=32), cs=(8, 16, 32), ks=(1, 3, 5, 7)),
+            *around(Point(8, 8, k=3, h=32), h=(8, 64, 128)),
+            Point(8, 16, k=3, h=16),
+            Point(16, 8, k=3, h=16),
+            Point(16, 32, k=3, h=16),
+            Point(32, 16, k=3, h=16),
+            Point(3, 16, k=3, h=32, layer="lifting"),
+            Point(3, 8, k=5, h=64, layer="lifting"),
+            Point(3, 32, k=7, h=32, layer="lifting"),
+            Point(1, 16, k=3, h=64, layer="lifting"),
+        )
     ),
     profile_point=Point(16, 16, k=3, h=32),
-    timing=Timing(budget_s=0.15, block_s=0.005, min_samples=5, max_samples=30, warmup_s=0.01),
+    timing=Timing(budget_s=0.2, block_s=0.005, min_samples=5, max_samples=30, warmup_s=0.01),
 )
 
 # GPU default, sized by estimate for one H100 (no GPU was available): 32 float32
