@@ -124,10 +124,20 @@ class GConv2d(nn.Module):
         self.bias = nn.Parameter(torch.empty(self.out_channels, **factory)) if bias else None
         # Index tables derived from the Cayley table; non-persistent, so the
         # state_dict holds parameters only and is the same for every impl.
-        perm_in = self.group.filter_perm(self.g_in)
-        spatial_perm = self.group.spatial_perm(self.kernel_size)
-        self.register_buffer("_perm_in", perm_in.to(device), persistent=False)
-        self.register_buffer("_spatial_perm", spatial_perm.to(device), persistent=False)
+        # Flat gather indices (index_select: its backward is a cheap index_add, several
+        # times faster than advanced indexing's accumulate-scatter on the CPU):
+        #   _perm_in [G_out·G_in]: h⁻¹g;  _spatial_perm [G_out·k²]: pixel of T_h;
+        #   _expand_index [G_out·G_in·k²]: both, into a flattened [G_in·k²] filter.
+        k2 = self.kernel_size**2
+        perm_in = self.group.filter_perm(self.g_in)  # [G_out, G_in]
+        spatial_perm = self.group.spatial_perm(self.kernel_size)  # [G_out, k²]
+        expand_index = perm_in[:, :, None] * k2 + spatial_perm[:, None, :]
+        for name, index in (
+            ("_perm_in", perm_in),
+            ("_spatial_perm", spatial_perm),
+            ("_expand_index", expand_index),
+        ):
+            self.register_buffer(name, index.reshape(-1).to(device), persistent=False)
         self._cache: tuple | None = None
         self.reset_parameters()
 
@@ -206,10 +216,10 @@ class GConv2d(nn.Module):
 
     def _expand(self, f: torch.Tensor) -> torch.Tensor:
         n, c, gi, k, _ = f.shape
-        flat = f.reshape(n, c, gi, k * k)
-        # [N, C, G_out, G_in, k²]: input group axis permuted by h⁻¹, pixels by T_h.
-        e = flat[:, :, self._perm_in[:, :, None], self._spatial_perm[:, None, :]]
-        return e.permute(0, 2, 1, 3, 4).reshape(n, self.g_out, c, gi, k, k)
+        # [N·C, G_out·G_in·k²]: input group axis permuted by h⁻¹, pixels by T_h.
+        e = f.reshape(n * c, gi * k * k).index_select(1, self._expand_index)
+        e = e.view(n, c, self.g_out, gi, k, k)
+        return e.permute(0, 2, 1, 3, 4, 5).reshape(n, self.g_out, c, gi, k, k)
 
     def _derived(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
         return self._build_weights(), self._bias_per_channel()

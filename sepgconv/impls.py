@@ -123,10 +123,11 @@ class GGConv2dRearranged(_GParams, GConv2d):
         n, c, k = self.out_channels, self.in_channels, self.kernel_size
         go, gi = self.g_out, self.g_in
         # T_h(K[n, c]) for every h: [N, C, Go, k²] -> [(n, h), c, k, k]
-        k_t = self.kernel.reshape(n, c, k * k)[:, :, self._spatial_perm]
+        k_t = self.kernel.reshape(n, c, k * k).index_select(2, self._spatial_perm)
+        k_t = k_t.view(n, c, go, k * k)
         spatial = k_t.permute(0, 2, 1, 3).reshape(n * go, c, k, k)
         # w̃[n, h, c, g] = w[n, c, h⁻¹g]: [N, C, Go, Gi] -> [(c, n, h), g, 1, 1]
-        w_t = self.pointwise[:, :, self._perm_in]
+        w_t = self.pointwise.index_select(2, self._perm_in).view(n, c, go, gi)
         pointwise = w_t.permute(1, 0, 2, 3).reshape(c * n * go, gi, 1, 1)
         return pointwise, spatial
 
@@ -199,8 +200,9 @@ class GCGConv2dRearranged(_GCParams, GConv2d):
     def _build_weights(self):
         n, c, k = self.out_channels, self.in_channels, self.kernel_size
         go, gi = self.g_out, self.g_in
-        depthwise = self.kernel.reshape(n, k * k)[:, self._spatial_perm].reshape(n * go, 1, k, k)
-        w_t = self.pointwise[:, :, self._perm_in]  # [N, C, Go, Gi]
+        depthwise = self.kernel.reshape(n, k * k).index_select(1, self._spatial_perm)
+        depthwise = depthwise.reshape(n * go, 1, k, k)
+        w_t = self.pointwise.index_select(2, self._perm_in).view(n, c, go, gi)
         pointwise = w_t.permute(0, 2, 1, 3).reshape(n * go, c * gi, 1, 1)
         return pointwise, depthwise
 
