@@ -16,6 +16,15 @@ def _deterministic_seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: fast and steady timings on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def random_input(layer, batch=2, size=9, dtype=torch.float64, generator=None):
     """A random input of the right layout for ``layer`` (never zeros)."""
     if layer.lifting:

@@ -11,14 +11,7 @@ from bench import driver, measure, memory, record, subjects, sweep
 from bench.sweep import Case, Shape, Timing
 from sepgconv import counting
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: fast and steady on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gconv(variant, impl, c=8, group="p4"):

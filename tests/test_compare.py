@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import IMPLS as REGISTERED
 
 from bench import compare as C
 from bench import compare_render as R
@@ -30,13 +31,7 @@ SHAPES = [
     dict(c_in=16, c_out=32, k=5, h=32, w=32, batch=2),
     dict(c_in=32, c_out=32, k=3, h=64, w=64, batch=1),
 ]
-IMPLS = [
-    ("full", "naive"),
-    ("g", "naive"),
-    ("g", "rearranged"),
-    ("gc", "naive"),
-    ("gc", "rearranged"),
-]
+IMPLS = list(REGISTERED)  # synthetic runs cover every registered implementation
 IMPL_COST = {"full": 1.0, "g": 0.7, "gc": 0.4}
 G = 4  # p4
 

@@ -24,20 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import IMPLS as REGISTERED
 
 from bench import plots as P
 from bench import report as R
 from bench import report_md as M
 
 ROOT = Path(__file__).resolve().parents[1]
-IMPLS = [
-    ("full", "naive"),
-    ("g", "naive"),
-    ("g", "rearranged"),
-    ("gc", "naive"),
-    ("gc", "rearranged"),
-    ("dense", "torch"),
-]
+IMPLS = [*REGISTERED, ("dense", "torch")]  # every registered implementation + nn.Conv2d
 KEYS = ["group", "layer", "c_in", "c_out", "k", "h", "w", "batch", "pass", "dtype", "device"]
 ENV = {
     "torch": "2.3.0",
