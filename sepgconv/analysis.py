@@ -89,7 +89,8 @@ class LayerRedundancy:
         return float(self._valid().std()) if self._valid().numel() > 1 else 0.0
 
     def quantile(self, q: float) -> float:
-        return float(torch.quantile(self._valid(), q))
+        valid = self._valid()  # empty when every filter set had no variance
+        return float(torch.quantile(valid, q)) if valid.numel() else float("nan")
 
 
 def analyzed_layers(model: nn.Module) -> list[tuple[str, GConv2d]]:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from sepgconv import registry
 from sepgconv.counting import LayerShape, output_size
@@ -33,6 +35,16 @@ def region(name: str):
         return torch.profiler.record_function(name)
     return contextlib.nullcontext()
 
+
+#: Optimiser steps taken in this process (any optimiser): part of the eval cache key.
+_optimizer_steps = [0]
+
+
+def _count_optimizer_step(optimizer, args, kwargs) -> None:
+    _optimizer_steps[0] += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 #: Gain of the weight initialisation (He: the variance a ReLU halves).
 INIT_GAIN = math.sqrt(2.0)
@@ -84,7 +96,9 @@ class GConv2d(nn.Module):
 
     def __new__(cls, *args, variant: str | None = None, impl: str | None = None, **kwargs):
         if cls is GConv2d:
-            cls = registry.get(variant or "full", impl or "naive")
+            cls = registry.get(
+                "full" if variant is None else variant, "naive" if impl is None else impl
+            )
         return super().__new__(cls)
 
     def __init__(
@@ -105,7 +119,7 @@ class GConv2d(nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
-        if (variant or self.variant) != self.variant or (impl or self.impl) != self.impl:
+        if variant not in (None, self.variant) or impl not in (None, self.impl):
             raise ValueError(
                 f"{name} implements variant={self.variant!r}, impl={self.impl!r}; "
                 f"got variant={variant!r}, impl={impl!r} (use sepgconv.GConv2d to dispatch)"
@@ -137,7 +151,8 @@ class GConv2d(nn.Module):
             ("_spatial_perm", spatial_perm),
             ("_expand_index", expand_index),
         ):
-            self.register_buffer(name, index.reshape(-1).to(device), persistent=False)
+            # cloned: the group caches these tables, and a buffer must not alias them
+            self.register_buffer(name, index.reshape(-1).clone().to(device), persistent=False)
         self._cache: tuple | None = None
         self.reset_parameters()
 
@@ -227,16 +242,23 @@ class GConv2d(nn.Module):
     def _weights(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
         """Derived weights and bias, cached while in eval mode and no gradient is wanted.
 
-        The cache key is every parameter's storage and version counter, so an
-        optimiser step or ``load_state_dict`` invalidates it; ``train()`` clears
-        it. (Writes through ``param.data`` bypass the version counter: call
-        :meth:`clear_cache` after those.)
+        The cache key is every parameter's storage and version counter plus a
+        count of optimiser steps (fused optimisers update in place without
+        bumping versions), so an optimiser step or ``load_state_dict``
+        invalidates it; ``train()`` clears it; weights built under
+        ``torch.inference_mode`` are not reused outside it. (Writes through
+        ``param.data`` bypass the version counter: call :meth:`clear_cache`
+        after those.)
         """
         params = tuple(self.parameters(recurse=False))
         wants_grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
         if self.training or wants_grad:
             return self._derived()
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        key = (
+            _optimizer_steps[0],
+            torch.is_inference_mode_enabled(),
+            *((p.data_ptr(), p._version, p.dtype, p.device) for p in params),
+        )
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._derived())
         return self._cache[1]
@@ -291,7 +313,11 @@ class GConv2d(nn.Module):
         if x.dtype != self.dtype:
             raise TypeError(
                 f"{where}: input dtype {x.dtype} differs from the weights' dtype {self.dtype}; "
-                f"convert one of them (e.g. layer.to({x.dtype}))"
+                + (
+                    f"convert one of them (e.g. layer.to({x.dtype}))"
+                    if x.dtype.is_floating_point
+                    else f"convert the input (e.g. x.to({self.dtype}))"
+                )
             )
         if x.device != self.device:
             raise ValueError(
@@ -319,10 +345,13 @@ class GConv2d(nn.Module):
         )
 
     def to_impl(self, impl: str) -> GConv2d:
-        """A new layer of the same variant computed by ``impl``, same ``state_dict``."""
+        """A layer of the same variant computed by ``impl``, sharing this one's parameters."""
         cfg = self.config() | {"impl": impl}
         new = GConv2d(**cfg, device=self.device, dtype=self.dtype)
-        new.load_state_dict(self.state_dict())
+        # share the Parameter objects themselves: requires_grad and any optimiser
+        # holding them carry over (the index buffers do not depend on the impl)
+        for name, param in self.named_parameters(recurse=False):
+            setattr(new, name, param)
         new.train(self.training)
         return new
 
@@ -336,9 +365,13 @@ class GConv2d(nn.Module):
 
 
 def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return number
 
 
 def _kernel_size(k) -> int:

@@ -44,9 +44,9 @@ def get(variant: str, impl: str) -> type:
         ValueError: naming the unknown variant or implementation and listing
             the valid choices.
     """
-    if variant not in variants():
+    if not isinstance(variant, str) or variant not in variants():
         raise ValueError(f"unknown variant {variant!r}; valid choices: {variants()}")
-    if (variant, impl) not in _REGISTRY:
+    if not isinstance(impl, str) or (variant, impl) not in _REGISTRY:
         raise ValueError(
             f"unknown implementation {impl!r} for variant {variant!r}; "
             f"valid choices for {variant!r}: {impls_of(variant)} "

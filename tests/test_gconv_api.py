@@ -219,3 +219,55 @@ def test_init_keeps_activation_scale(vi, lifting):
 def test_repr_names_the_configuration():
     text = repr(GConv2d(3, 4, 5, group="p4m", variant="gc", impl="rearranged", padding=2))
     assert re.search(r"GCGConv2dRearranged\(3, 4, kernel_size=5, group=p4m, .*variant=gc", text)
+
+
+@pytest.mark.parametrize("vi", IMPLS, ids=impl_id)
+def test_eval_cache_follows_fused_optimizer_steps(vi):
+    layer = GConv2d(3, 4, 3, variant=vi[0], impl=vi[1]).eval()
+    x = random_input(layer, dtype=torch.float32)
+    with torch.no_grad():
+        before = layer(x)
+    layer(x).square().sum().backward()
+    torch.optim.SGD(layer.parameters(), lr=1.0, fused=True).step()  # no version bump
+    with torch.no_grad():
+        after = layer(x)
+    layer.clear_cache()
+    with torch.no_grad():
+        torch.testing.assert_close(after, layer(x))
+    assert not torch.allclose(before, after)
+
+
+def test_weights_cached_in_inference_mode_are_not_reused_for_autograd():
+    layer = GConv2d(3, 4, 3, variant="gc", impl="rearranged").eval().requires_grad_(False)
+    x = random_input(layer, dtype=torch.float32)
+    with torch.inference_mode():
+        layer(x)
+    x.requires_grad_()
+    layer(x).sum().backward()  # would fail on inference tensors saved for backward
+    assert x.grad is not None
+
+
+@pytest.mark.parametrize("vi", IMPLS, ids=impl_id)
+def test_to_impl_shares_parameters_and_their_flags(vi):
+    layer = GConv2d(3, 4, 3, variant=vi[0], impl=vi[1]).requires_grad_(False)
+    for impl in sepgconv.impls_of(vi[0]):
+        other = layer.to_impl(impl)
+        assert [id(p) for p in other.parameters()] == [id(p) for p in layer.parameters()]
+        assert not any(p.requires_grad for p in other.parameters())
+
+
+def test_numpy_integers_and_bad_types():
+    import numpy as np
+
+    assert GConv2d(np.int64(3), 4, 3).in_channels == 3
+    with pytest.raises(ValueError, match="unknown variant"):
+        GConv2d(3, 4, 3, variant=["g"])
+    with pytest.raises(ValueError, match="unknown implementation ''"):
+        GConv2d(3, 4, 3, variant="g", impl="")
+    with pytest.raises(TypeError, match=r"convert the input \(e.g. x.to\(torch.float32\)\)"):
+        GConv2d(3, 4, 3)(torch.ones(1, 3, 4, 5, 5, dtype=torch.int64))
+
+
+def test_index_buffers_do_not_alias_the_group_tables():
+    a, b = GConv2d(2, 2, 3), GConv2d(2, 2, 3)
+    assert a._spatial_perm.data_ptr() != b._spatial_perm.data_ptr()

@@ -143,6 +143,8 @@ class ResNet44(PaperModel):
         num_classes: int = 10,
     ):
         super().__init__()
+        if variant not in ("full", "g", "gc"):
+            raise ValueError(f"unknown variant {variant!r}; valid choices: ['full', 'g', 'gc']")
         if group is None and variant != "full":
             raise ValueError("a plain ResNet44 has no GConv layers: variant must be 'full'")
         if widths is None:
