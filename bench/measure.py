@@ -211,9 +211,11 @@ def time_interleaved(
                             flush()
                         start = torch.cuda.Event(enable_timing=True)
                         end = torch.cuda.Event(enable_timing=True)
-                        start.record()
+                        # the events go on the timed device's stream, not the current device's
+                        stream = torch.cuda.current_stream(device)
+                        start.record(stream)
                         step()
-                        end.record()
+                        end.record(stream)
                         pending.append((key, start, end))
                         continue
                     iters = samples.iterations

@@ -303,10 +303,11 @@ def plot_best_impl(res: R.Results) -> Figure:
 
 
 def plot_roofline(res: R.Results) -> Figure:
-    pts = R.roofline_points(res.df)
+    dtype = R.roofline_dtype(res.df)
+    pts = R.roofline_points(res.df, dtype)
     if pts.empty:
         raise Skip("no ok row with a finite GMAC/s and bytes_moved_formula")
-    peak, bw = R.ceilings(res.env)
+    peak, bw = R.ceilings(res.env, dtype)
     xlim = _log_limits(pts["intensity"], pad=3)
     ylim = _log_limits([*pts["gmacs_per_s"], *([peak] if peak else [])], pad=2)
     fig, axes, panels, order, _ = _scatter_panels(
@@ -331,7 +332,7 @@ def plot_roofline(res: R.Results) -> Figure:
         label = f"bandwidth ceiling\n{bw:.3g} GB/s × intensity"
         extra.append(Line2D([], [], color="0.2", ls="--", label=label))
     _legend(fig, order, extra)
-    _title(fig, "Roofline: achieved throughput vs arithmetic intensity", res.env)
+    _title(fig, f"Roofline: achieved throughput vs arithmetic intensity ({dtype})", res.env)
     return fig
 
 

@@ -121,14 +121,14 @@ def profile_step(step, device: str, iters: int, k: int, trace_path: Path | None 
     step()
     step()
     if cuda:
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with profile(activities=activities) as prof:
             for _ in range(iters):
                 step()
             if cuda:
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(device)
     if trace_path is not None:
         trace_path.parent.mkdir(parents=True, exist_ok=True)
         prof.export_chrome_trace(str(trace_path))

@@ -61,6 +61,8 @@ class ResultsWriter:
         csv_path = self.out_dir / RESULTS_CSV
         existing = csv_path.is_file() and csv_path.stat().st_size > 0
         if resume and existing:
+            for path in (csv_path, self.out_dir / SAMPLES_JSONL):
+                _drop_partial_last_line(path)  # a hard kill can cut the last row short
             with csv_path.open(newline="") as f:
                 header = next(csv.reader(f), [])
             if header != self.columns:
@@ -102,6 +104,15 @@ class ResultsWriter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _drop_partial_last_line(path: Path) -> None:
+    """Cut a trailing line that has no newline (a write interrupted by a kill)."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
 def read_rows(out_dir: Path) -> list[dict]:

@@ -23,6 +23,7 @@ is the reference"):
 
 from __future__ import annotations
 
+import copy
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,7 +152,8 @@ def build(shape: Shape, variant: str, impl: str, refs: dict | None = None) -> Su
         return dense_subject(_ref(refs, shape, REFERENCE[0]), shape)
     if (variant, impl) in sepgconv.implementations():
         ref = _ref(refs, shape, variant)
-        layer = ref if ref.impl == impl else ref.to_impl(impl)
+        # its own copy of the reference's parameters (to_impl alone would share them)
+        layer = ref if ref.impl == impl else copy.deepcopy(ref).to_impl(impl)
         return gconv_subject(layer, shape)
     from bench import peers
 

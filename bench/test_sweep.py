@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bench import driver
 from bench.store import EXTRA_INFO_KEYS
@@ -20,4 +21,9 @@ def test_sweep(benchmark, case, mac_cache):
     # known before timing (latency-derived columns are not: see results.csv of `bench run`)
     benchmark.extra_info.update({k: row[k] for k in EXTRA_INFO_KEYS if row[k] is not None})
     benchmark.extra_info["macs_unsupported"] = r.macs_unsupported
-    benchmark(prepared.step)
+    if case.shape.device.startswith("cuda"):
+        # make the timed device current, so the synchronising timer waits for it
+        with torch.cuda.device(case.shape.device):
+            benchmark(prepared.step)
+    else:
+        benchmark(prepared.step)

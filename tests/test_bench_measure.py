@@ -170,7 +170,7 @@ def test_random_input_is_seeded_and_not_zero():
     shape = Shape("p4", "group", 3, 4, 3, 8, 8, 1)
     a, b = subjects.random_input(shape), subjects.random_input(shape)
     torch.testing.assert_close(a, b)
-    assert a.abs().min() >= 0 and a.abs().sum() > 0 and a.std() > 0.5
+    assert a.abs().sum() > 0 and a.std() > 0.5
 
 
 def test_derive_reference_speedup_is_exactly_one():

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import sepgconv
-from bench import cli, measure, peers, record, run, store, sweep
+from bench import cli, driver, measure, peers, record, run, store, sweep
 from bench.profile import CATEGORIES, PROFILE_COLUMNS
 from sepgconv import registry
 from sepgconv.impls import GCGConv2dRearranged
@@ -193,6 +193,35 @@ def test_interrupt_then_resume_loses_and_duplicates_nothing(tmp_path, monkeypatc
     doc = json.loads((tmp_path / "benchmark.json").read_text())
     assert sorted(sweep.params_key(b["params"]) for b in doc["benchmarks"]) == sorted(keys)
     assert all(b["stats"]["data"] for b in doc["benchmarks"])
+
+
+def test_resume_after_a_hard_kill_mid_row_loses_nothing(tmp_path):
+    impls = ("--impl", "full/naive")
+    assert _run(tmp_path, *impls) == 0
+    complete = _rows(tmp_path)
+    csv_path = tmp_path / store.RESULTS_CSV
+    text = csv_path.read_text()
+    csv_path.write_text(text[: text.rstrip("\n").rfind("\n") + 1] + "p4,group,full,na")  # cut
+    assert _run(tmp_path, "--resume", *impls) == 0
+    rows = _rows(tmp_path)
+    assert [sweep.params_key(r) for r in rows] == [sweep.params_key(r) for r in complete]
+    assert all(r["status"] == "ok" and r["macs_measured"] for r in rows)
+
+
+def test_derived_columns_point_the_right_way():
+    shape = sweep.Shape("p4", "group", 8, 8, 3, 16, 16, 2)
+    r = driver.base_result(shape, "gc", "rearranged", "fwdbwd")
+    r.status = "ok"
+    full_macs = sepgconv.counting.dense_macs(shape.layer_shape())
+    r.set_samples(measure.Samples([0.001] * 3, 1))  # 1 ms per call
+    record.derive(r, 4.0, full_macs)  # the full GConv took 4 ms
+    assert r.speedup_vs_full == pytest.approx(4.0)
+    assert (
+        r.theoretical_speedup == pytest.approx(full_macs / r.macs_formula)
+        and r.theoretical_speedup > 1
+    )
+    assert r.efficiency == pytest.approx(4.0 / r.theoretical_speedup)
+    assert r.gmacs_per_s == pytest.approx(3 * r.macs_formula / 1e-3 / 1e9)  # fwd + 2× bwd
 
 
 def test_resume_refuses_a_csv_of_another_schema(tmp_path, capsys):

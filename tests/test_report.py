@@ -506,3 +506,16 @@ def test_results_index_lists_each_device_folder(tmp_path):
     assert lines[0] == f"| [cpu-a](cpu-a/) | Synthetic CPU 9000 | 2024-05-01 | synthetic | {n_a} |"
     assert lines[1].startswith("| [cpu-b](cpu-b/) | ? | ") and lines[1].endswith(f"| — | {n_b} |")
     assert len(lines) == 2
+
+
+def test_roofline_keeps_one_dtype_and_its_ceiling(res):
+    mixed = pd.concat([res.df, res.df.assign(dtype="float16")], ignore_index=True)
+    assert R.roofline_dtype(mixed) == "float32"
+    assert set(R.roofline_points(mixed)["dtype"]) == {"float32"}
+    assert len(R.roofline_points(mixed, "float16")) == len(R.roofline_points(mixed))
+    env = {"peak_gmacs_per_s": 50.0, "peak_gmacs_per_s_tf32": 400.0,
+           "peak_gmacs_per_s_float16": 900.0, "peak_bandwidth_gb_per_s": 3000.0}  # fmt: skip
+    assert R.ceilings(env, "float16") == (900.0, 3000.0)
+    assert R.ceilings(env, "float32") == (50.0, 3000.0)
+    assert R.ceilings(env | {"allow_tf32_cudnn": True}, "float32") == (400.0, 3000.0)
+    assert R.ceilings({"peak_gmacs_per_s": 50.0}, "bfloat16") == (50.0, None)
