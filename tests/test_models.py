@@ -214,3 +214,10 @@ def test_bench_models_flags_a_mismatch():
     wrong.forward = lambda x: naive(x) * 1.1
     check = _check({"naive": naive, "rearranged": wrong}, naive.example_input(2), 1e-3)
     assert check["naive"][1] == "ok" and check["rearranged"][1] == "mismatch"
+
+
+def test_build_refuses_an_unknown_impl_even_without_separable_layers():
+    with pytest.raises(
+        ValueError, match=r"unknown implementation 'bogus'.*\['naive', 'rearranged'\]"
+    ):
+        models.build("p4cnn", impl="bogus")

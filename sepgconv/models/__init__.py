@@ -53,20 +53,24 @@ def available_impls(model: nn.Module) -> list[str]:
     return list(impls)
 
 
+def _check_impl(impl: str) -> None:
+    known = list(dict.fromkeys(i for v in variants() for i in impls_of(v)))
+    if impl not in known:
+        raise ValueError(f"unknown implementation {impl!r}; valid choices: {known}")
+
+
 def set_impl(model: nn.Module, impl: str) -> nn.Module:
     """Switch every g/gc layer of ``model`` to ``impl``, in place; returns ``model``.
 
     Layers whose variant has no such implementation (full GConvs: lifting
     layers, 1×1 shortcuts, P4CNN) keep their dense one, so the call is a no-op
-    on a model without separable layers. The ``state_dict`` is unchanged
-    (:meth:`GConv2d.to_impl`).
+    on a model without separable layers. The ``state_dict`` and the Parameter
+    objects are unchanged (:meth:`GConv2d.to_impl`), so an optimiser keeps working.
 
     Raises:
         ValueError: ``impl`` is not a registered implementation name.
     """
-    known = list(dict.fromkeys(i for v in variants() for i in impls_of(v)))
-    if impl not in known:
-        raise ValueError(f"unknown implementation {impl!r}; valid choices: {known}")
+    _check_impl(impl)
     for name, layer in gconv_layers(model):
         if impl in impls_of(layer.variant) and layer.impl != impl:
             parent_name, _, child = name.rpartition(".")
@@ -234,6 +238,7 @@ def build(
             (e.g. ``width=12``).
     """
     spec = get_spec(name)
+    _check_impl(impl)  # also for models without separable layers, which ignore it
     if seed is not None:
         torch.manual_seed(seed)
     model = spec.factory(**(spec.kwargs | {"impl": impl} | overrides))
