@@ -31,7 +31,7 @@ def region(name: str):
     Labels used: ``sepgconv.build_weights`` (filter construction),
     ``sepgconv.pointwise``, ``sepgconv.transpose``, ``sepgconv.spatial``.
     """
-    if torch.autograd._profiler_enabled():
+    if not torch.compiler.is_compiling() and torch.autograd._profiler_enabled():
         return torch.profiler.record_function(name)
     return contextlib.nullcontext()
 
@@ -250,6 +250,8 @@ class GConv2d(nn.Module):
         ``param.data`` bypass the version counter: call :meth:`clear_cache`
         after those.)
         """
+        if torch.compiler.is_compiling():  # compiled graphs rebuild (and fuse) instead
+            return self._derived()
         params = tuple(self.parameters(recurse=False))
         wants_grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
         if self.training or wants_grad:

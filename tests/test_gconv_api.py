@@ -271,3 +271,15 @@ def test_numpy_integers_and_bad_types():
 def test_index_buffers_do_not_alias_the_group_tables():
     a, b = GConv2d(2, 2, 3), GConv2d(2, 2, 3)
     assert a._spatial_perm.data_ptr() != b._spatial_perm.data_ptr()
+
+
+@pytest.mark.parametrize("vi", IMPLS, ids=impl_id)
+@pytest.mark.parametrize("lifting", [True, False])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_torch_compile_traces_one_graph(vi, lifting, mode):
+    # fullgraph=True fails on any graph break (e.g. the eval cache's bookkeeping)
+    layer = getattr(GConv2d(3, 4, 3, lifting=lifting, variant=vi[0], impl=vi[1], padding=1), mode)()
+    x = random_input(layer, dtype=torch.float32)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), layer(x))
