@@ -197,13 +197,17 @@ class GConv2d(nn.Module):
             if self.bias is not None:
                 self.bias.zero_()
 
+    def _own_parameters(self) -> tuple[nn.Parameter, ...]:
+        # this layer's parameters, without nn.Module's generator machinery (hot path)
+        return tuple(p for p in self._parameters.values() if p is not None)
+
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        return self._own_parameters()[0].dtype
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return self._own_parameters()[0].device
 
     def layer_shape(self, h: int, w: int, batch: int = 1) -> LayerShape:
         """The :class:`LayerShape` of this layer applied to an ``h×w`` input."""
@@ -252,7 +256,7 @@ class GConv2d(nn.Module):
         """
         if torch.compiler.is_compiling():  # compiled graphs rebuild (and fuse) instead
             return self._derived()
-        params = tuple(self.parameters(recurse=False))
+        params = self._own_parameters()
         wants_grad = torch.is_grad_enabled() and any(p.requires_grad for p in params)
         if self.training or wants_grad:
             return self._derived()
