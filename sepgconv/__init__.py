@@ -12,6 +12,7 @@ the building blocks for the paper's networks and :mod:`sepgconv.counting`.
 
 from sepgconv import impls as _impls  # noqa: F401  (registers the implementations)
 from sepgconv.blocks import GroupBatchNorm, GroupMaxPool2d, GroupPool
+from sepgconv.errors import InputError, UnknownChoiceError
 from sepgconv.gconv import GConv2d
 from sepgconv.groups import GROUPS, Group, get_group, p4, p4m
 from sepgconv.registry import get as get_implementation
@@ -21,6 +22,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GConv2d",
+    "InputError",
+    "UnknownChoiceError",
     "Group",
     "GROUPS",
     "GroupBatchNorm",

@@ -22,6 +22,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from sepgconv import registry
 from sepgconv.counting import LayerShape, output_size
+from sepgconv.errors import InputError
 from sepgconv.groups import Group, get_group
 
 
@@ -294,7 +295,7 @@ class GConv2d(nn.Module):
         kind = "lifting" if self.lifting else "group"
         where = f"{type(self).__name__}({self.group.name}, {kind})"
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{where}: expected a torch.Tensor, got {type(x).__name__}")
+            raise InputError(f"{where}: expected a torch.Tensor, got {type(x).__name__}")
         if self.lifting:
             rank, want = 4, f"[B, C_in={self.in_channels}, H, W]"
             hint = " (a lifting layer takes images: did you mean lifting=False?)"
@@ -302,22 +303,22 @@ class GConv2d(nn.Module):
             rank, want = 5, f"[B, C_in={self.in_channels}, G={self.g_in}, H, W]"
             hint = " (a group layer needs the group axis: did you mean lifting=True?)"
         if x.dim() != rank:
-            raise ValueError(
+            raise InputError(
                 f"{where}: expected a {rank}-D input {want}, got a {x.dim()}-D tensor of "
                 f"shape {tuple(x.shape)}{hint if x.dim() in (4, 5) else ''}"
             )
         if x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise InputError(
                 f"{where}: expected {self.in_channels} input channels on axis 1 {want}, "
                 f"got {x.shape[1]} (shape {tuple(x.shape)})"
             )
         if not self.lifting and x.shape[2] != self.g_in:
-            raise ValueError(
+            raise InputError(
                 f"{where}: expected a group axis of size {self.g_in} on axis 2 {want}, "
                 f"got {x.shape[2]} (shape {tuple(x.shape)})"
             )
         if x.dtype != self.dtype:
-            raise TypeError(
+            raise InputError(
                 f"{where}: input dtype {x.dtype} differs from the weights' dtype {self.dtype}; "
                 + (
                     f"convert one of them (e.g. layer.to({x.dtype}))"
@@ -326,11 +327,14 @@ class GConv2d(nn.Module):
                 )
             )
         if x.device != self.device:
-            raise ValueError(
+            raise InputError(
                 f"{where}: input is on {x.device} but the weights are on {self.device}"
             )
         for size in x.shape[-2:]:
-            output_size(size, self.kernel_size, self.stride, self.padding)
+            try:
+                output_size(size, self.kernel_size, self.stride, self.padding)
+            except ValueError as e:
+                raise InputError(f"{where}: {e}") from None
 
     # ------------------------------------------------------------------ #
     # conversions

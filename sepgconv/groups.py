@@ -25,6 +25,8 @@ import functools
 
 import torch
 
+from sepgconv.errors import UnknownChoiceError
+
 _R = ((0, -1), (1, 0))  # rotation by +90° in (row, col) coordinates
 _M = ((1, 0), (0, -1))  # mirror col -> -col
 _I = ((1, 0), (0, 1))
@@ -178,4 +180,6 @@ def get_group(group: str | Group) -> Group:
     try:
         return GROUPS[group]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown group {group!r}; valid choices: {sorted(GROUPS)}") from None
+        raise UnknownChoiceError(
+            f"unknown group {group!r}; valid choices: {sorted(GROUPS)}"
+        ) from None

@@ -8,6 +8,8 @@ layer factory, the tests, the benchmark sweep and the plots all iterate
 
 from __future__ import annotations
 
+from sepgconv.errors import UnknownChoiceError
+
 _REGISTRY: dict[tuple[str, str], type] = {}
 
 
@@ -41,13 +43,13 @@ def get(variant: str, impl: str) -> type:
     """The class registered for ``(variant, impl)``.
 
     Raises:
-        ValueError: naming the unknown variant or implementation and listing
-            the valid choices.
+        UnknownChoiceError: (a ValueError and a KeyError) naming the unknown
+            variant or implementation and listing the valid choices.
     """
     if not isinstance(variant, str) or variant not in variants():
-        raise ValueError(f"unknown variant {variant!r}; valid choices: {variants()}")
+        raise UnknownChoiceError(f"unknown variant {variant!r}; valid choices: {variants()}")
     if not isinstance(impl, str) or (variant, impl) not in _REGISTRY:
-        raise ValueError(
+        raise UnknownChoiceError(
             f"unknown implementation {impl!r} for variant {variant!r}; "
             f"valid choices for {variant!r}: {impls_of(variant)} "
             f"(all registered: {[f'{v}/{i}' for v, i in _REGISTRY]})"

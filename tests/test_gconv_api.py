@@ -283,3 +283,18 @@ def test_torch_compile_traces_one_graph(vi, lifting, mode):
     torch._dynamo.reset()
     compiled = torch.compile(layer, backend="eager", fullgraph=True)
     torch.testing.assert_close(compiled(x), layer(x))
+
+
+def test_error_types_are_the_builtins_callers_reach_for():
+    for bad in (dict(group="p6"), dict(variant="h"), dict(variant="g", impl="fast")):
+        for exc in (ValueError, KeyError, sepgconv.UnknownChoiceError):
+            with pytest.raises(exc, match="valid choices"):
+                GConv2d(2, 3, 3, **bad)
+    with pytest.raises(KeyError) as info:
+        GConv2d(2, 3, 3, variant="h")
+    assert str(info.value).startswith("unknown variant 'h'")  # no KeyError quoting
+    conv = GConv2d(3, 4, 3)
+    for x in (torch.randn(2, 3, 8, 8), torch.randn(2, 3, 4, 8, 8, dtype=torch.float64)):
+        for exc in (ValueError, TypeError, sepgconv.InputError):
+            with pytest.raises(exc):
+                conv(x)
