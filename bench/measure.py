@@ -112,6 +112,14 @@ class Samples:
     def noisy(self) -> bool:
         return self.iqr_s > NOISE_LIMIT * self.median_s
 
+    def latency_ms(self) -> dict:
+        """The latency columns of a result row (``latency_ms_*``, ``n_samples``, ``noisy``)."""
+        q1, med, q3 = self.quantiles_s()
+        return dict(
+            latency_ms_median=med * 1e3, latency_ms_q1=q1 * 1e3, latency_ms_q3=q3 * 1e3,
+            latency_ms_iqr=(q3 - q1) * 1e3, n_samples=self.n, noisy=self.iqr_s > NOISE_LIMIT * med,
+        )  # fmt: skip
+
 
 def _call_s(step: Callable, device: torch.device) -> float:
     synchronize(device)

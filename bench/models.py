@@ -193,9 +193,8 @@ def _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes) -
         if isinstance(s, BaseException):
             _fail(r, s)
             continue
-        q1, med, q3 = (1e3 * q for q in s.quantiles_s())
-        r.latency_ms_median, r.latency_ms_q1, r.latency_ms_q3 = med, q1, q3
-        r.latency_ms_iqr, r.n_samples, r.noisy = q3 - q1, s.n, s.noisy
+        for name, value in s.latency_ms().items():  # the same columns as bench run's rows
+            setattr(r, name, value)
         if memory:
             _memory(r, steps[impl], device, static_bytes)
     ref = rows["naive"].latency_ms_median

@@ -97,15 +97,11 @@ class Result:
         return d
 
     def set_samples(self, samples: Samples) -> None:
-        q1, med, q3 = samples.quantiles_s()
+        for name, value in samples.latency_ms().items():
+            setattr(self, name, value)
         self.samples_s = list(samples.per_call_s)
-        self.latency_ms_median = med * 1e3
-        self.latency_ms_q1, self.latency_ms_q3 = q1 * 1e3, q3 * 1e3
-        self.latency_ms_iqr = (q3 - q1) * 1e3
         self.latency_ms_min = min(samples.per_call_s) * 1e3
-        self.n_samples = samples.n
         self.iterations_per_sample = samples.iterations
-        self.noisy = samples.noisy
 
     def fail(self, status: str, error: str) -> Result:
         self.status, self.error = status, error.replace("\n", " ")[:500]
