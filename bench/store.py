@@ -301,11 +301,3 @@ def write_env(out_dir: Path, env: dict) -> Path:
     path = Path(out_dir) / ENV_JSON
     path.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
     return path
-
-
-def read_env(out_dir: Path) -> dict:
-    path = Path(out_dir) / ENV_JSON
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
