@@ -317,18 +317,19 @@ class GConv2d(nn.Module):
                 f"{where}: expected a group axis of size {self.g_in} on axis 2 {want}, "
                 f"got {x.shape[2]} (shape {tuple(x.shape)})"
             )
-        if x.dtype != self.dtype:
+        weight = self._own_parameters()[0]  # dtype and device of all the weights
+        if x.dtype != weight.dtype:
             raise InputError(
-                f"{where}: input dtype {x.dtype} differs from the weights' dtype {self.dtype}; "
+                f"{where}: input dtype {x.dtype} differs from the weights' dtype {weight.dtype}; "
                 + (
                     f"convert one of them (e.g. layer.to({x.dtype}))"
                     if x.dtype.is_floating_point
-                    else f"convert the input (e.g. x.to({self.dtype}))"
+                    else f"convert the input (e.g. x.to({weight.dtype}))"
                 )
             )
-        if x.device != self.device:
+        if x.device != weight.device:
             raise InputError(
-                f"{where}: input is on {x.device} but the weights are on {self.device}"
+                f"{where}: input is on {x.device} but the weights are on {weight.device}"
             )
         for size in x.shape[-2:]:
             try:
