@@ -15,6 +15,7 @@ from sepgconv.blocks import GroupBatchNorm, GroupMaxPool2d, GroupPool
 from sepgconv.errors import InputError, UnknownChoiceError
 from sepgconv.gconv import GConv2d
 from sepgconv.groups import GROUPS, Group, get_group, p4, p4m
+from sepgconv.registry import available as available_implementations
 from sepgconv.registry import get as get_implementation
 from sepgconv.registry import implementations, impls_of, variants
 
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GConv2d",
+    "available_implementations",
     "InputError",
     "UnknownChoiceError",
     "Group",

@@ -183,6 +183,17 @@ class GConv2d(nn.Module):
         """MACs this implementation executes (see :mod:`sepgconv.counting`)."""
         raise NotImplementedError
 
+    @classmethod
+    def unavailable_reason(cls, device: torch.device | str = "cpu") -> str | None:
+        """Why this implementation cannot run on ``device`` in this process, or None.
+
+        Every stock-PyTorch implementation runs everywhere (None); an
+        implementation that needs an optional package or an accelerator (e.g.
+        Triton kernels) says what is missing. The sweep records such rows as
+        ``skipped`` with this reason and the tests skip them.
+        """
+        return None
+
     @staticmethod
     def intermediate_elements(shape: LayerShape) -> dict[str, int]:
         """Elements of the intermediates it materialises (filter, activations)."""

@@ -39,6 +39,12 @@ def impls_of(variant: str) -> list[str]:
     return [i for v, i in _REGISTRY if v == variant]
 
 
+def available(device="cpu") -> list[tuple[str, str]]:
+    """The registered ``(variant, impl)`` pairs that can run on ``device`` here
+    (``cls.unavailable_reason(device) is None``), in registration order."""
+    return [key for key, cls in _REGISTRY.items() if cls.unavailable_reason(device) is None]
+
+
 def get(variant: str, impl: str) -> type:
     """The class registered for ``(variant, impl)``.
 

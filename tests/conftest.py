@@ -4,7 +4,10 @@ import torch
 import sepgconv
 
 GROUPS = ["p4", "p4m"]
-IMPLS = sepgconv.implementations()  # every registered (variant, impl)
+ALL_IMPLS = sepgconv.implementations()  # every registered (variant, impl)
+# those that run on this machine's CPU (an implementation that needs a GPU or an
+# optional package is tested in its own module, and skipped there when absent)
+IMPLS = sepgconv.available_implementations("cpu")
 
 
 def impl_id(vi):

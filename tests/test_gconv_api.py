@@ -298,3 +298,20 @@ def test_error_types_are_the_builtins_callers_reach_for():
         for exc in (ValueError, TypeError, sepgconv.InputError):
             with pytest.raises(exc):
                 conv(x)
+
+
+def test_unavailable_implementations_are_listed_but_not_available(monkeypatch):
+    monkeypatch.setattr(sepgconv.registry, "_REGISTRY", dict(_REGISTRY))
+
+    @register
+    class NeedsGPU(sepgconv.get_implementation("gc", "rearranged")):
+        impl = "needs-gpu"
+
+        @classmethod
+        def unavailable_reason(cls, device="cpu"):
+            return None if str(device).startswith("cuda") else "needs a GPU"
+
+    assert ("gc", "needs-gpu") in sepgconv.implementations()
+    assert ("gc", "needs-gpu") not in sepgconv.available_implementations("cpu")
+    assert ("gc", "needs-gpu") in sepgconv.available_implementations("cuda")
+    assert set(IMPLS) <= set(sepgconv.available_implementations("cpu"))
