@@ -1,6 +1,6 @@
-"""``python -m bench``: one entry point, one subcommand per module.
+"""``python -m bench``: one entry point, one subcommand per module of :mod:`bench.commands`.
 
-Each subcommand lives in its own module, which exposes two functions:
+Each subcommand module exposes two functions:
 
 * ``configure(parser: argparse.ArgumentParser) -> None`` declares its options;
 * ``main(args: argparse.Namespace) -> int`` runs it and returns the exit code.
@@ -15,18 +15,19 @@ import argparse
 import importlib
 import sys
 
-# subcommand -> (module, one-line help)
+# subcommand -> (module under bench.commands, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("bench.run", "run a sweep and write results.csv, benchmark.json, env.json, plots"),
-    "report": ("bench.report", "turn a results folder into plots and a README"),
-    "compare": ("bench.compare", "compare two pytest-benchmark JSON files for regressions"),
-    "profile": ("bench.profile", "per-operator torch.profiler breakdown per implementation"),
-    "models": ("bench.models", "benchmark the paper's models (Tables 1 and 2)"),
+    "run": ("run", "run a sweep and write results.csv, benchmark.json, env.json, plots"),
+    "report": ("report", "turn a results folder into plots and a README"),
+    "compare": ("compare", "compare two pytest-benchmark JSON files for regressions"),
+    "profile": ("profile", "per-operator torch.profiler breakdown per implementation"),
+    "models": ("models", "benchmark the paper's models (Tables 1 and 2)"),
 }
 
 
-def _requested(argv: list[str]) -> set[str]:
-    return {a for a in argv if a in SUBCOMMANDS}
+def command_module(name: str):
+    """The module of subcommand ``name`` (imported now)."""
+    return importlib.import_module(f"{__package__}.commands.{SUBCOMMANDS[name][0]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    wanted = _requested(argv[:1])
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
+    wanted = {a for a in argv[:1] if a in SUBCOMMANDS}
+    for name, (_, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module_name)
         if name in wanted:
-            importlib.import_module(module_name).configure(p)
+            command_module(name).configure(p)
     args = parser.parse_args(argv)
-    module = importlib.import_module(args._module)
-    return int(module.main(args) or 0)
+    return int(command_module(args.command).main(args) or 0)

@@ -11,7 +11,7 @@ Usage::
 Options added here: ``--sweep-profile`` (``smoke`` | ``quick`` | ``full``,
 default ``smoke``) and ``--sweep-device`` (default: ``cuda`` when available).
 
-Each test is one row of the sweep (one :class:`bench.sweep.Case`, id like
+Each test is one row of the sweep (one :class:`bench.sweep.shapes.Case`, id like
 ``p4-group-c4x4-k3-h8x8-b1-g-rearranged-fwd-float32-cpu``). Before timing, the
 row is built, checked against its reference (a mismatch fails the test; a
 shape that cannot fit is skipped), counted (fvcore vs formula) and its peak
@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from bench import sweep
+from .sweep import profiles
 
 DEFAULT_TIMER = "time.perf_counter"  # pytest-benchmark's default --benchmark-timer
 
@@ -48,7 +48,7 @@ def pytest_addoption(parser):
     group.addoption(
         "--sweep-profile",
         default="smoke",
-        choices=list(sweep.PROFILES),
+        choices=list(profiles.PROFILES),
         help="sweep profile to run as benchmarks (default: smoke)",
     )
     group.addoption(
@@ -57,7 +57,7 @@ def pytest_addoption(parser):
 
 
 def _device(config) -> str:
-    return config.getoption("--sweep-device") or sweep.default_device()
+    return config.getoption("--sweep-device") or profiles.default_device()
 
 
 def pytest_generate_tests(metafunc):
@@ -65,7 +65,7 @@ def pytest_generate_tests(metafunc):
         return
     config = metafunc.config
     device = _device(config)
-    profile = sweep.get_profile(config.getoption("--sweep-profile"))
+    profile = profiles.get_profile(config.getoption("--sweep-profile"))
     timer = config.getoption("benchmark_timer", DEFAULT_TIMER)
     sync = device.startswith("cuda") and str(timer) == DEFAULT_TIMER
     params = []
@@ -86,9 +86,9 @@ def mac_cache() -> dict:
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Add the GPU/torch/threads environment under ``machine_info["sepgconv_env"]``::
 
-    machine_info["sepgconv_env"] = bench.env.collect(device, roofline_ceilings=False)
+    machine_info["sepgconv_env"] = bench.measure.env.collect(device, roofline_ceilings=False)
     """
-    from bench import env
+    from .measure import env
 
     info = env.collect(_device(config), roofline_ceilings=False)
     for volatile in ("date", "load_avg"):  # not the machine: keep --benchmark-compare quiet

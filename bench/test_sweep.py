@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import driver
-from bench.store import EXTRA_INFO_KEYS
+from .pipeline import driver
+from .store.benchmark_json import EXTRA_INFO_KEYS
 
 
 def test_sweep(benchmark, case, mac_cache):

@@ -7,8 +7,12 @@ import torch
 from torch import nn
 
 import sepgconv
-from bench import driver, measure, memory, record, subjects, sweep
-from bench.sweep import Case, Shape, Timing
+from bench.measure import macs, memory, timing
+from bench.measure.timing import Timing
+from bench.pipeline import driver
+from bench.store import record
+from bench.sweep import guard, profiles, shapes, subject, subjects
+from bench.sweep.shapes import Case, Shape
 from sepgconv import counting
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,9 +29,9 @@ def test_cpu_peak_grows_with_input_and_counts_the_output():
     peaks = []
     for h in (16, 32, 64):
         x = torch.randn(1, 8, h, h)
-        step = measure.make_step(conv, x, "fwd")
+        step = timing.make_step(conv, x, "fwd")
         step()
-        peaks.append(measure.cpu_peak_bytes(step))
+        peaks.append(memory.cpu_peak_bytes(step))
         assert peaks[-1] >= 8 * h * h * 4  # at least the output it allocates
     assert 0 < peaks[0] < peaks[1] < peaks[2]
 
@@ -36,9 +40,9 @@ def test_cpu_peak_of_rearranged_g_holds_x_tilde():
     layer = _gconv("g", "rearranged")
     h, batch = 32, 2
     x = torch.randn(batch, 8, 4, h, h)
-    step = measure.make_step(layer, x, "fwd")
+    step = timing.make_step(layer, x, "fwd")
     step()
-    peak = measure.cpu_peak_bytes(step)
+    peak = memory.cpu_peak_bytes(step)
     inter = counting.intermediate_bytes(layer, h, h, batch)
     out = batch * 8 * 4 * h * h * 4
     # X̃ and its transposed copy are alive together (the formula counts both) ...
@@ -50,15 +54,15 @@ def test_cpu_peak_of_rearranged_g_holds_x_tilde():
 def test_cpu_peak_fwdbwd_exceeds_fwd():
     layer = _gconv("gc", "rearranged")
     x = torch.randn(1, 8, 4, 16, 16)
-    fwd = measure.make_step(layer, x, "fwd")
+    fwd = timing.make_step(layer, x, "fwd")
     fwd()
-    bwd = measure.make_step(layer, x.clone().requires_grad_(True), "fwdbwd")
+    bwd = timing.make_step(layer, x.clone().requires_grad_(True), "fwdbwd")
     bwd()
-    assert measure.cpu_peak_bytes(bwd) > measure.cpu_peak_bytes(fwd) > 0
+    assert memory.cpu_peak_bytes(bwd) > memory.cpu_peak_bytes(fwd) > 0
 
 
 def test_peak_memory_on_cpu_has_no_cuda_fields():
-    mem = measure.peak_memory(lambda: torch.randn(1000), "cpu")
+    mem = memory.peak_memory(lambda: torch.randn(1000), "cpu")
     assert mem.peak_mem_bytes >= 4000
     assert mem.mem_reserved_bytes is None and mem.nvml_used_bytes is None
 
@@ -74,11 +78,11 @@ def test_time_interleaved_samples_and_interleaves():
     def fast():
         calls.append("fast")
 
-    timing = Timing(budget_s=0.005, block_s=0.001, min_samples=4, max_samples=8, warmup_s=0.0)
-    out = measure.time_interleaved({"slow": slow, "fast": fast}, "cpu", timing)
+    t = Timing(budget_s=0.005, block_s=0.001, min_samples=4, max_samples=8, warmup_s=0.0)
+    out = timing.time_interleaved({"slow": slow, "fast": fast}, "cpu", t)
     for key in ("slow", "fast"):
         s = out[key]
-        assert isinstance(s, measure.Samples)
+        assert isinstance(s, timing.Samples)
         assert 4 <= s.n <= 8 and all(t > 0 for t in s.per_call_s)
         assert s.median_s > 0 and s.iqr_s >= 0
     assert out["fast"].iterations > out["slow"].iterations  # short calls are blocked
@@ -91,11 +95,11 @@ def test_time_interleaved_records_a_failure_and_goes_on():
     def boom():
         raise RuntimeError("kaput")
 
-    out = measure.time_interleaved(
+    out = timing.time_interleaved(
         {"ok": lambda: None, "bad": boom}, "cpu", Timing(budget_s=0.001, warmup_s=0.0)
     )
     assert isinstance(out["bad"], RuntimeError)
-    assert isinstance(out["ok"], measure.Samples) and out["ok"].n >= 5
+    assert isinstance(out["ok"], timing.Samples) and out["ok"].n >= 5
 
 
 def test_time_interleaved_adapts_when_calls_turn_slow():
@@ -108,23 +112,23 @@ def test_time_interleaved_adapts_when_calls_turn_slow():
         if count["n"] > 3:
             time.sleep(0.0005)
 
-    timing = Timing(budget_s=0.01, block_s=0.0005, min_samples=5, max_samples=30, warmup_s=0.0)
+    t = Timing(budget_s=0.01, block_s=0.0005, min_samples=5, max_samples=30, warmup_s=0.0)
     t0 = time.perf_counter()
-    s = measure.time_interleaved({"x": turns_slow}, "cpu", timing)["x"]
+    s = timing.time_interleaved({"x": turns_slow}, "cpu", t)["x"]
     assert s.iterations < 10 and s.n >= 5  # blocks shrank after the first one
     assert time.perf_counter() - t0 < 3.0  # and the time spent stayed bounded
     assert min(s.per_call_s) >= 0.0004
 
 
 def test_samples_noisy_flag():
-    assert measure.Samples([1.0, 1.0, 1.0, 1.0], 1).noisy is False
-    assert measure.Samples([1.0, 1.5, 2.0, 2.5], 1).noisy is True
+    assert timing.Samples([1.0, 1.0, 1.0, 1.0], 1).noisy is False
+    assert timing.Samples([1.0, 1.5, 2.0, 2.5], 1).noisy is True
 
 
 def test_fwdbwd_step_resets_grads():
     layer = _gconv("g", "naive")
     x = torch.randn(1, 8, 4, 8, 8, requires_grad=True)
-    step = measure.make_step(layer, x, "fwdbwd")
+    step = timing.make_step(layer, x, "fwdbwd")
     step()
     first = layer.kernel.grad.clone()
     step()
@@ -137,9 +141,9 @@ def test_count_macs_of_dense_conv_matches_formula():
     shape = Shape("p4", "group", 4, 6, 3, 8, 8, 2)
     full = subjects.reference_layer(shape, "full")
     dense = subjects.dense_subject(full, shape)
-    x = subjects.random_input(shape)
-    macs, unsupported = measure.count_macs(dense.module, dense.to_input(x))
-    assert macs == dense.macs_formula == counting.dense_macs(shape.layer_shape())
+    x = subject.random_input(shape)
+    counted, unsupported = macs.count_macs(dense.module, dense.to_input(x))
+    assert counted == dense.macs_formula == counting.dense_macs(shape.layer_shape())
     assert unsupported == ""
 
 
@@ -147,17 +151,17 @@ def test_count_macs_of_dense_conv_matches_formula():
 @pytest.mark.parametrize("layer", ["group", "lifting"])
 def test_every_implementation_passes_its_check(group, layer):
     shape = Shape(group, layer, 3, 4, 3, 8, 8, 2)
-    x = subjects.random_input(shape)
+    x = subject.random_input(shape)
     refs: dict = {}
     references = subjects.References(shape, x, refs)
-    for v, i in sweep.implementations():
+    for v, i in profiles.implementations():
         subj = subjects.build(shape, v, i, refs)
         assert subjects.check(subj, references) is None, (v, i)
 
 
 def test_check_catches_a_wrong_output():
     shape = Shape("p4m", "group", 3, 4, 3, 8, 8, 1)
-    x = subjects.random_input(shape)
+    x = subject.random_input(shape)
     refs: dict = {}
     subj = subjects.build(shape, "gc", "rearranged", refs)
     with torch.no_grad():
@@ -168,14 +172,14 @@ def test_check_catches_a_wrong_output():
 
 def test_random_input_is_seeded_and_not_zero():
     shape = Shape("p4", "group", 3, 4, 3, 8, 8, 1)
-    a, b = subjects.random_input(shape), subjects.random_input(shape)
+    a, b = subject.random_input(shape), subject.random_input(shape)
     torch.testing.assert_close(a, b)
     assert a.abs().sum() > 0 and a.std() > 0.5
 
 
 def test_derive_reference_speedup_is_exactly_one():
     r = driver.base_result(Shape("p4", "group", 4, 4, 3, 8, 8, 1), "full", "naive", "fwd")
-    r.set_samples(measure.Samples([0.003, 0.001, 0.002], 1))
+    r.set_samples(timing.Samples([0.003, 0.001, 0.002], 1))
     record.derive(r, r.latency_ms_median, r.macs_formula)
     assert r.speedup_vs_full == 1.0 and r.theoretical_speedup == 1.0 and r.efficiency == 1.0
     assert r.gmacs_per_s == pytest.approx(r.macs_formula / 0.002 / 1e9)
@@ -183,37 +187,37 @@ def test_derive_reference_speedup_is_exactly_one():
 
 # ---------------------------------------------------------------- sweep definitions
 def test_profiles_iterate_the_registry_and_the_dense_reference():
-    impls = sweep.implementations(include_peers=False)
-    assert impls[0] == sweep.REFERENCE
-    assert set(sepgconv.implementations()) <= set(impls) and sweep.DENSE in impls
-    for name, prof in sweep.PROFILES.items():
+    impls = profiles.implementations(include_peers=False)
+    assert impls[0] == shapes.REFERENCE
+    assert set(sepgconv.implementations()) <= set(impls) and shapes.DENSE in impls
+    for name, prof in profiles.PROFILES.items():
         cases = prof.cases("cpu", impls)
         assert len({c.key() for c in cases}) == len(cases), name
         ks = {c.shape.k for c in cases}
         assert all(k % 2 == 1 for k in ks)
-    full = sweep.PROFILES["full"]
+    full = profiles.PROFILES["full"]
     dtypes = {s.dtype for s in full.shapes("cuda")}
     assert dtypes == {"float32", "float16", "bfloat16"}
     assert {s.dtype for s in full.shapes("cpu")} == {"float32"}
-    hs = {s.h for s in sweep.PROFILES["quick"].shapes("cpu")}
+    hs = {s.h for s in profiles.PROFILES["quick"].shapes("cpu")}
     assert min(hs) == 8 and max(hs) == 128
-    assert {s.k for s in sweep.PROFILES["quick"].shapes("cpu")} == {1, 3, 5, 7}
+    assert {s.k for s in profiles.PROFILES["quick"].shapes("cpu")} == {1, 3, 5, 7}
 
 
 def test_memory_guard_skips_what_cannot_fit():
     case = Case(Shape("p4m", "group", 64, 64, 3, 64, 64, 32), "g", "rearranged", "fwdbwd")
-    need = memory.memory_estimate_bytes(case.shape, "g", "rearranged", "fwdbwd")
+    need = guard.memory_estimate_bytes(case.shape, "g", "rearranged", "fwdbwd")
     assert need > 4 * 2**30  # X̃ alone: 32·64·64·8·64·64·4 bytes = 4 GiB
-    assert "GiB" in memory.skip_reason(case, available=2**30)
-    assert memory.skip_reason(case, available=2**40) is None
-    prepared = driver.prepare_case(case) if need > memory.available_memory_bytes("cpu") else None
+    assert "GiB" in guard.skip_reason(case, available=2**30)
+    assert guard.skip_reason(case, available=2**40) is None
+    prepared = driver.prepare_case(case) if need > guard.available_memory_bytes("cpu") else None
     if prepared is not None:
         assert prepared.result.status == "skipped" and prepared.step is None
 
 
 def test_measure_shape_records_a_shape_that_cannot_fit():
     shape = Shape("p4", "group", 4, 4, 3, 8, 8, 1)
-    impls = sweep.implementations(include_peers=False)
-    groups = list(driver.measure_shape(shape, impls, sweep.PASSES, Timing(), available=1))
+    impls = profiles.implementations(include_peers=False)
+    groups = list(driver.measure_shape(shape, impls, shapes.PASSES, Timing(), available=1))
     assert [len(g) for g in groups] == [len(impls)] * 2
     assert all(r.status == "skipped" and "GiB" in r.error for g in groups for r in g)

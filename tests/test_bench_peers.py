@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import sepgconv
-from bench import peers, subjects
-from bench.sweep import Shape
+from bench.sweep import peers, subject
+from bench.sweep.shapes import Shape
 
 e2cnn = pytest.importorskip("e2cnn")
 
@@ -37,7 +37,7 @@ def _build_or_skip(shape):
 def test_equivariant_under_sepgconv_action(group, layer):
     shape = Shape(group, layer, 2, 3, 3, 9, 9, 1)
     subj = _build_or_skip(shape)
-    x = subjects.random_input(shape)
+    x = subject.random_input(shape)
     assert peers.check_equivariance(subj, x, shape) is None
     # a wrong channel order (swap r and r², not an automorphism) breaks it: the check can fail
     if layer == "group":
@@ -49,10 +49,10 @@ def test_equivariant_under_sepgconv_action(group, layer):
 
 
 def test_macs_counted_like_a_dense_conv():
-    from bench import measure
+    from bench.measure import macs
 
     shape = Shape("p4", "group", 2, 3, 3, 8, 8, 2)
     subj = _build_or_skip(shape)
-    macs, _ = measure.count_macs(subj.module, subj.to_input(subjects.random_input(shape)))
+    macs, _ = macs.count_macs(subj.module, subj.to_input(subject.random_input(shape)))
     assert macs == subj.macs_formula
-    assert subj.module(subj.to_input(subjects.random_input(shape))).dtype == torch.float32
+    assert subj.module(subj.to_input(subject.random_input(shape))).dtype == torch.float32

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import sweep
+from bench.sweep import profiles, shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,11 +26,11 @@ def test_pytest_benchmark_json_has_params_and_extra_info(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     doc = json.loads(out.read_text())
     benches = doc["benchmarks"]
-    impls = sweep.implementations()
+    impls = profiles.implementations()
     assert len(benches) == 2 * len(impls)  # fwd and fwdbwd (-k matches both), every impl
     assert doc["machine_info"]["sepgconv_env"]["device"] == "cpu"
     for b in benches:
-        assert tuple(b["params"]) == sweep.PARAM_KEYS
+        assert tuple(b["params"]) == shapes.PARAM_KEYS
         assert b["params"]["group"] == "p4" and b["params"]["c_in"] == 4
         assert b["name"].startswith("test_sweep[p4-group-c4x4-k3-h8x8-b1-")
         info = b["extra_info"]

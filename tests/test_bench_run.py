@@ -13,8 +13,12 @@ import pytest
 import torch
 
 import sepgconv
-from bench import cli, driver, measure, peers, record, run, store, sweep
-from bench.profile import CATEGORIES, PROFILE_COLUMNS
+from bench import cli
+from bench.measure import timing
+from bench.pipeline import driver
+from bench.pipeline.profiler import CATEGORIES, PROFILE_COLUMNS
+from bench.store import record, results
+from bench.sweep import peers, profiles, shapes
 from sepgconv import registry
 from sepgconv.impls import GCGConv2dRearranged
 
@@ -60,13 +64,13 @@ def smoke(tmp_path_factory) -> Path:
 def test_smoke_csv_has_every_row_and_column(smoke):
     rows = _rows(smoke)
     assert set(REQUIRED) <= set(rows[0])
-    expected = {c.key() for c in sweep.get_profile("smoke").cases("cpu")}
-    assert {sweep.params_key(r) for r in rows} == expected and len(rows) == len(expected)
+    expected = {c.key() for c in profiles.get_profile("smoke").cases("cpu")}
+    assert {shapes.params_key(r) for r in rows} == expected and len(rows) == len(expected)
     assert {r["status"] for r in rows} <= set(record.STATUSES)
     ours = [r for r in rows if (r["variant"], r["impl"]) not in peers.implementations()]
     assert all(r["status"] == "ok" for r in ours), [r["error"] for r in ours if r["error"]]
     impls = {(r["variant"], r["impl"]) for r in rows}
-    assert set(sepgconv.implementations()) | {sweep.DENSE} <= impls
+    assert set(sepgconv.implementations()) | {shapes.DENSE} <= impls
 
 
 def test_smoke_counts_and_ratios(smoke):
@@ -76,7 +80,7 @@ def test_smoke_counts_and_ratios(smoke):
         assert r["macs_measured"] == r["macs_formula"] and r["macs_match"] == "True"
         assert float(r["latency_ms_median"]) > 0 and int(r["n_samples"]) >= 5
         assert int(r["peak_mem_bytes"]) > 0
-        if (r["variant"], r["impl"]) == sweep.REFERENCE:
+        if (r["variant"], r["impl"]) == shapes.REFERENCE:
             assert float(r["speedup_vs_full"]) == 1.0
         if r["impl"] == "naive" or r["variant"] == "dense":
             assert float(r["theoretical_speedup"]) == 1.0
@@ -89,13 +93,13 @@ def test_smoke_benchmark_json(smoke):
     assert {"machine_info", "commit_info", "benchmarks", "datetime", "version"} <= set(doc)
     assert doc["machine_info"]["cpu"]["brand_raw"]
     assert doc["machine_info"]["sepgconv_env"]["torch"] == torch.__version__
-    rows = {sweep.params_key(r): r for r in _rows(smoke)}
+    rows = {shapes.params_key(r): r for r in _rows(smoke)}
     assert len(doc["benchmarks"]) == sum(r["status"] == "ok" for r in rows.values())
     for b in doc["benchmarks"]:
         assert {"group", "name", "fullname", "params", "param", "extra_info", "options"} <= set(b)
         assert set(STATS) <= set(b["stats"])
-        assert tuple(b["params"]) == sweep.PARAM_KEYS
-        row = rows[sweep.params_key(b["params"])]
+        assert tuple(b["params"]) == shapes.PARAM_KEYS
+        row = rows[shapes.params_key(b["params"])]
         assert len(b["stats"]["data"]) == b["stats"]["rounds"] == int(row["n_samples"])
         # raw samples in seconds: their median is the CSV's milliseconds / 1000
         assert b["stats"]["median"] * 1e3 == pytest.approx(float(row["latency_ms_median"]))
@@ -154,7 +158,7 @@ def test_failing_and_wrong_implementations_are_recorded(tmp_path, monkeypatch):
     code = _run(tmp_path, *(a for i in impls for a in ("--impl", i)))
     assert code == 0
     rows = _rows(tmp_path)
-    assert len(rows) == len(sweep.get_profile("smoke").shapes("cpu")) * 2 * len(impls)
+    assert len(rows) == len(profiles.get_profile("smoke").shapes("cpu")) * 2 * len(impls)
     by_impl: dict = {}
     for r in rows:
         by_impl.setdefault(r["impl"], []).append(r)
@@ -169,7 +173,7 @@ def test_failing_and_wrong_implementations_are_recorded(tmp_path, monkeypatch):
 
 def test_interrupt_then_resume_loses_and_duplicates_nothing(tmp_path, monkeypatch):
     impls = ("--impl", "full/naive", "--impl", "gc/rearranged")
-    real = measure.time_interleaved
+    real = timing.time_interleaved
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -178,20 +182,20 @@ def test_interrupt_then_resume_loses_and_duplicates_nothing(tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(measure, "time_interleaved", flaky)
+    monkeypatch.setattr(driver, "time_interleaved", flaky)
     assert _run(tmp_path, *impls) == 130
     kept = _rows(tmp_path)
     assert len(kept) == 3 * 2  # three (shape, pass) groups of two implementations
-    monkeypatch.setattr(measure, "time_interleaved", real)
-    (tmp_path / store.SAMPLES_JSONL).unlink()  # not kept: benchmark.json has them too
+    monkeypatch.setattr(driver, "time_interleaved", real)
+    (tmp_path / results.SAMPLES_JSONL).unlink()  # not kept: benchmark.json has them too
     assert _run(tmp_path, "--resume", *impls) == 0
     rows = _rows(tmp_path)
-    keys = [sweep.params_key(r) for r in rows]
-    assert len(keys) == len(set(keys)) == len(sweep.get_profile("smoke").shapes("cpu")) * 2 * 2
+    keys = [shapes.params_key(r) for r in rows]
+    assert len(keys) == len(set(keys)) == len(profiles.get_profile("smoke").shapes("cpu")) * 2 * 2
     assert rows[: len(kept)] == kept  # the first rows were kept as they were
     assert all(r["status"] == "ok" for r in rows)
     doc = json.loads((tmp_path / "benchmark.json").read_text())
-    assert sorted(sweep.params_key(b["params"]) for b in doc["benchmarks"]) == sorted(keys)
+    assert sorted(shapes.params_key(b["params"]) for b in doc["benchmarks"]) == sorted(keys)
     assert all(b["stats"]["data"] for b in doc["benchmarks"])
 
 
@@ -199,21 +203,21 @@ def test_resume_after_a_hard_kill_mid_row_loses_nothing(tmp_path):
     impls = ("--impl", "full/naive")
     assert _run(tmp_path, *impls) == 0
     complete = _rows(tmp_path)
-    csv_path = tmp_path / store.RESULTS_CSV
+    csv_path = tmp_path / results.RESULTS_CSV
     text = csv_path.read_text()
     csv_path.write_text(text[: text.rstrip("\n").rfind("\n") + 1] + "p4,group,full,na")  # cut
     assert _run(tmp_path, "--resume", *impls) == 0
     rows = _rows(tmp_path)
-    assert [sweep.params_key(r) for r in rows] == [sweep.params_key(r) for r in complete]
+    assert [shapes.params_key(r) for r in rows] == [shapes.params_key(r) for r in complete]
     assert all(r["status"] == "ok" and r["macs_measured"] for r in rows)
 
 
 def test_derived_columns_point_the_right_way():
-    shape = sweep.Shape("p4", "group", 8, 8, 3, 16, 16, 2)
+    shape = shapes.Shape("p4", "group", 8, 8, 3, 16, 16, 2)
     r = driver.base_result(shape, "gc", "rearranged", "fwdbwd")
     r.status = "ok"
     full_macs = sepgconv.counting.dense_macs(shape.layer_shape())
-    r.set_samples(measure.Samples([0.001] * 3, 1))  # 1 ms per call
+    r.set_samples(timing.Samples([0.001] * 3, 1))  # 1 ms per call
     record.derive(r, 4.0, full_macs)  # the full GConv took 4 ms
     assert r.speedup_vs_full == pytest.approx(4.0)
     assert (
@@ -225,15 +229,9 @@ def test_derived_columns_point_the_right_way():
 
 
 def test_resume_refuses_a_csv_of_another_schema(tmp_path, capsys):
-    (tmp_path / store.RESULTS_CSV).write_text("group,layer,whatever\np4,group,1\n")
+    (tmp_path / results.RESULTS_CSV).write_text("group,layer,whatever\np4,group,1\n")
     assert _run(tmp_path, "--resume", "--impl", "full/naive") == 2
     assert "columns differ" in capsys.readouterr().err
-
-
-def test_after_run_without_a_report_module(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "bench.report", None)
-    assert run._after_run(tmp_path, type("A", (), {"no_report": False})()) == 0
-    assert "bench.report is not available" in capsys.readouterr().out
 
 
 def test_unknown_impl_is_a_usage_error(tmp_path, capsys):

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from conftest import IMPLS as REGISTERED
 
-from bench import compare as C
-from bench import compare_render as R
-from bench.stats import Summary, summarize
+from bench.judge import compare as C
+from bench.judge import render as R
+from bench.judge import runs
+from bench.judge.stats import Summary, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +117,7 @@ def make_doc(
 
 
 def run_compare(base: dict, new: dict, **kw) -> C.Report:
-    return C.compare_runs(C.parse_run(base, "base"), C.parse_run(new, "new"), **kw)
+    return C.compare_runs(runs.parse_run(base, "base"), runs.parse_run(new, "new"), **kw)
 
 
 def write(tmp_path: Path, name: str, doc) -> Path:
@@ -201,18 +202,18 @@ def test_improvement_is_reported_not_failed():
     assert [p.params for p in r.pairs if p.verdict == "improvement"] == [TARGET]
 
 
-def noise_run(seed: int, drift: float) -> C.Run:
+def noise_run(seed: int, drift: float) -> runs.Run:
     """Fast path for many seeds: a ``Run`` built from arrays, without JSON."""
     rng = np.random.default_rng(seed)
     params = all_params()
     medians = np.array([true_median(p) for p in params])[:, None]
     x = medians * np.exp(rng.normal(0.0, drift)) * rng.lognormal(0.0, 0.03, (len(params), 40))
     q1, med, q3 = np.percentile(x, [25, 50, 75], axis=1)
-    run = C.Run(f"seed-{seed}", {}, {}, {})
+    run = runs.Run(f"seed-{seed}", {}, {}, {})
     for i, p in enumerate(params):
-        key = C.params_key(p)
+        key = runs.params_key(p)
         summary = Summary(float(med[i]), float((q3[i] - q1[i]) / med[i]), x[i])
-        run.benches[key] = C.Bench(key, p, pid(p), pid(p), {}, summary)
+        run.benches[key] = runs.Bench(key, p, pid(p), pid(p), {}, summary)
     return run
 
 
@@ -370,7 +371,7 @@ def test_mangled_documents_never_crash():
     """Random damage to a valid document: it compares, or it is an InputError."""
     rng = random.Random(0)
     junk = [None, "x", -1, 0, 1.5, [], {}, [None], {"a": 1}, float("nan"), True]
-    base = C.parse_run(make_doc(1, params=all_params()[:5]), "base")
+    base = runs.parse_run(make_doc(1, params=all_params()[:5]), "base")
     template = make_doc(2, params=all_params()[:5])
     outcomes = set()
     for _ in range(300):
@@ -388,10 +389,10 @@ def test_mangled_documents_never_crash():
                 else:
                     parent[k] = rng.choice(junk)
         try:
-            r = C.compare_runs(base, C.parse_run(json.loads(json.dumps(doc)), "new"))
+            r = C.compare_runs(base, runs.parse_run(json.loads(json.dumps(doc)), "new"))
             R.render_json(r), R.render_md(r), R.render_table(r)
             outcomes.add(r.exit_code)
-        except C.InputError:
+        except runs.InputError:
             outcomes.add(2)
     assert outcomes == {0, 1, 2}
 
@@ -491,7 +492,7 @@ def test_reads_real_pytest_benchmark_output(tmp_path):
         cwd=tmp_path, capture_output=True, timeout=120, check=True,
         env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )  # fmt: skip
-    run = C.load_run(out)
+    run = runs.load_run(out)
     assert len(run.benches) == 2 and all(b.summary.n >= 20 for b in run.benches.values())
     assert {b.params["n"] for b in run.benches.values()} == {100, 2000}
     r = C.compare_runs(run, run)
@@ -521,9 +522,9 @@ def test_missing_reference_is_explained(inproc, tmp_path):
 
 
 def test_without_scipy_decides_on_medians(monkeypatch):
-    import bench.stats
+    import bench.judge.stats
 
-    monkeypatch.setattr(bench.stats, "_mannwhitneyu", False)  # as if the import failed
+    monkeypatch.setattr(bench.judge.stats, "_mannwhitneyu", False)  # as if the import failed
     r = run_compare(make_doc(1), make_doc(2, factors={pid(TARGET): 1.3}))
     assert any("scipy is not installed" in n for n in r.notes)
     assert {p.method for p in r.pairs} == {"median-only"}

@@ -199,7 +199,7 @@ def test_bench_models_cli_writes_rows(tmp_path):
     assert [(r["impl"], r["status"]) for r in rows] == [("naive", "ok"), ("rearranged", "ok")]
     executed = {r["impl"]: int(r["macs_executed"]) for r in rows}
     assert executed == {"naive": 11_673_860, "rearranged": 1_798_020 + 1600 * 243}
-    assert all(int(r["params"]) == 3_420 and int(r["macs"]) == 1_798_020 for r in rows)
+    assert all(int(r["params_measured"]) == 3_420 and int(r["macs"]) == 1_798_020 for r in rows)
     assert all(float(r["latency_ms_median"]) > 0 and int(r["peak_mem_bytes"]) > 0 for r in rows)
     assert (tmp_path / "env.json").exists()
 
@@ -207,7 +207,7 @@ def test_bench_models_cli_writes_rows(tmp_path):
 def test_bench_models_flags_a_mismatch():
     import copy
 
-    from bench.models import _check
+    from bench.pipeline.models import _check
 
     naive = models.build("gc-p4cnn", seed=0)
     wrong = copy.deepcopy(naive)

@@ -26,9 +26,10 @@ import pandas as pd
 import pytest
 from conftest import IMPLS as REGISTERED
 
-from bench import plots as P
-from bench import report as R
-from bench import report_md as M
+from bench.commands import report as report_cli
+from bench.report import build as R
+from bench.report import markdown as M
+from bench.report import plots as P
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = [*REGISTERED, ("dense", "torch")]  # every registered implementation + nn.Conv2d
@@ -204,7 +205,7 @@ def report(synth):
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        rc = R.main(argparse.Namespace(dir=synth))
+        rc = report_cli.main(argparse.Namespace(dir=synth))
     return rc, [Path(line) for line in out.getvalue().splitlines()]
 
 

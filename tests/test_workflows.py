@@ -139,9 +139,9 @@ def _variables(nightly: dict, job: dict) -> dict:
 @pytest.mark.parametrize("sub", ["compare", "run"])
 def test_nightly_commands_parse_with_the_cli(nightly, sub):
     try:
-        module = importlib.import_module(f"bench.{sub}")
+        module = importlib.import_module(f"bench.commands.{sub}")
     except ImportError as e:
-        pytest.skip(f"bench.{sub} cannot be imported here: {e}")
+        pytest.skip(f"bench.commands.{sub} cannot be imported here: {e}")
     found = 0
     for name, job in nightly["jobs"].items():
         script = "\n".join(s.get("run", "") for s in _steps(job))

@@ -1,147 +1,24 @@
-"""The results folder: ``results.csv``, ``samples.jsonl``, ``benchmark.json``, ``env.json``.
+"""``benchmark.json``: a results folder in pytest-benchmark's JSON format.
 
-* ``results.csv`` — one row per (shape, implementation, pass, dtype), the
-  :class:`bench.record.Result` record flattened; rows are appended and
-  flushed as they finish, so an interrupted run keeps them. The key of a row
-  is its params columns (:data:`bench.sweep.PARAM_KEYS`).
-* ``samples.jsonl`` — the raw per-call latency samples (seconds) of each timed
-  row, one JSON object per line, appended *before* the CSV row (the CSV is
-  what says a row is done; a duplicate sample line from an interrupted
-  write is harmless: the last one wins).
-* ``benchmark.json`` — regenerated from the two above in pytest-benchmark's
-  JSON format (``machine_info`` with ``cpu.brand_raw`` and ``sepgconv_env``,
-  ``commit_info``, ``benchmarks``, ``datetime``, ``version``), so
-  ``python -m bench compare`` and ``pytest-benchmark compare`` read it.
-* ``env.json`` — :func:`bench.env.collect` plus the run's settings.
+Regenerated from ``results.csv`` + ``samples.jsonl`` (:mod:`bench.store.results`):
+``machine_info`` (with ``cpu.brand_raw`` and ``sepgconv_env``, the run's
+``env.json``), ``commit_info``, ``benchmarks``, ``datetime``, ``version``, so
+``python -m bench compare`` and ``pytest-benchmark compare`` read it. Each
+benchmark's ``params`` are the row's identifying keys and ``extra_info`` its
+deterministic and derived metrics (:data:`EXTRA_INFO_KEYS`).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime
 import json
-import math
-import os
 from pathlib import Path
 
-from bench.record import Result
-from bench.sweep import PARAM_KEYS, params_key
+from ..sweep.shapes import PARAM_KEYS, params_key
+from .record import SCHEMA_VERSION
+from .results import BENCHMARK_JSON, read_rows, read_samples
 
-RESULTS_CSV = "results.csv"
-SAMPLES_JSONL = "samples.jsonl"
-BENCHMARK_JSON = "benchmark.json"
-ENV_JSON = "env.json"
 TEST_PATH = "bench/test_sweep.py::test_sweep"  # fullname prefix shared with the pytest path
-
-
-class StoreError(Exception):
-    """A results folder that cannot be resumed (e.g. a CSV of another schema)."""
-
-
-def _cell(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ""
-    return v
-
-
-class ResultsWriter:
-    """Appends rows to ``results.csv`` and samples to ``samples.jsonl``, flushing each.
-
-    Args:
-        out_dir: the results folder (created).
-        resume: keep existing files and append; otherwise start them afresh.
-    """
-
-    def __init__(self, out_dir: Path, resume: bool):
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.columns = Result.columns()
-        csv_path = self.out_dir / RESULTS_CSV
-        existing = csv_path.is_file() and csv_path.stat().st_size > 0
-        if resume and existing:
-            for path in (csv_path, self.out_dir / SAMPLES_JSONL):
-                _drop_partial_last_line(path)  # a hard kill can cut the last row short
-            with csv_path.open(newline="") as f:
-                header = next(csv.reader(f), [])
-            if header != self.columns:
-                raise StoreError(
-                    f"{csv_path}: its columns differ from this version's; resume into a new --out"
-                )
-        if not resume:  # a fresh run: no stale samples to fall back on
-            (self.out_dir / BENCHMARK_JSON).unlink(missing_ok=True)
-        mode = "a" if resume else "w"
-        self._csv = csv_path.open(mode, newline="", encoding="utf-8")
-        self._samples = (self.out_dir / SAMPLES_JSONL).open(mode, encoding="utf-8")
-        self._writer = csv.DictWriter(self._csv, fieldnames=self.columns)
-        if not (resume and existing):
-            self._writer.writeheader()
-            self._csv.flush()
-
-    def write(self, results: list[Result]) -> None:
-        for r in results:
-            if r.samples_s:
-                line = {"params": r.params(), "iterations": r.iterations_per_sample}
-                line["data"] = r.samples_s
-                self._samples.write(json.dumps(line) + "\n")
-        self._flush(self._samples)
-        for r in results:
-            self._writer.writerow({k: _cell(v) for k, v in r.row().items()})
-        self._flush(self._csv)
-
-    @staticmethod
-    def _flush(f) -> None:
-        f.flush()
-        os.fsync(f.fileno())
-
-    def close(self) -> None:
-        self._csv.close()
-        self._samples.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def _drop_partial_last_line(path: Path) -> None:
-    """Cut a trailing line that has no newline (a write interrupted by a kill)."""
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
-
-
-def read_rows(out_dir: Path) -> list[dict]:
-    """The rows of ``results.csv`` (strings), in file order; [] when absent."""
-    path = Path(out_dir) / RESULTS_CSV
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def done_keys(rows: list[dict]) -> set[tuple]:
-    return {params_key(r) for r in rows}
-
-
-def read_samples(out_dir: Path) -> dict[tuple, dict]:
-    """``{params key: {"data": [...], "iterations": n}}`` (last line per key wins)."""
-    path = Path(out_dir) / SAMPLES_JSONL
-    out: dict[tuple, dict] = {}
-    if not path.is_file():
-        return out
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-                out[params_key(rec["params"])] = rec
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut by an interruption
-    return out
 
 
 def _typed(params: dict) -> dict:
@@ -235,6 +112,7 @@ def machine_info(env: dict) -> dict:
     info.setdefault("cpu", {})
     info["cpu"].setdefault("brand_raw", env.get("cpu_model"))
     info["sepgconv_env"] = env
+    info["sepgconv_schema_version"] = SCHEMA_VERSION
     return info
 
 
@@ -294,10 +172,4 @@ def write_benchmark_json(out_dir: Path, env: dict) -> Path:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
     tmp.replace(path)
-    return path
-
-
-def write_env(out_dir: Path, env: dict) -> Path:
-    path = Path(out_dir) / ENV_JSON
-    path.write_text(json.dumps(env, indent=2, default=str) + "\n", encoding="utf-8")
     return path

@@ -1,4 +1,4 @@
-"""``python -m bench compare BASE NEW``: perf-regression check of two benchmark runs.
+"""The perf-regression check of two benchmark runs (``python -m bench compare BASE NEW``).
 
 BASE and NEW are pytest-benchmark JSON files (``--benchmark-json``, or the
 ``benchmark.json`` that ``python -m bench run`` writes; a folder holding a
@@ -23,30 +23,24 @@ Three rules, each can be switched off with ``--rules``:
   a failure of its own kind, ``deterministic-change``.
 
 Latency verdicts (``regression``, ``improvement``, ``unchanged``, ``noisy``;
-see ``bench.stats``): a regression needs significance (Mann-Whitney U on the
+see ``bench.judge.stats``): a regression needs significance (Mann-Whitney U on the
 raw samples, two-sided, p < alpha) *and* an effect above ``--threshold``.
 ``noisy`` means IQR/median > 10 % on either side; such a pair still fails when
 its change is significant and exceeds the noise band too. Without raw samples
 the medians and the threshold alone decide (marked ``median-only``).
 
-Exit codes: 0 no regression, 1 regression or deterministic change,
-2 unusable input (one line on stderr). Environment mismatches and benchmarks
-present on one side only are reported, never failed.
+Environment mismatches and benchmarks present on one side only are reported,
+never failed. Runs are read by :mod:`bench.judge.runs`; reports rendered by
+:mod:`bench.judge.render`; the CLI is :mod:`bench.commands.compare`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
-import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
-
-from bench.stats import (
+from .runs import Bench, InputError, Run, _canon, params_key
+from .stats import (
     MEDIAN_ONLY,
     Decision,
     Summary,
@@ -55,11 +49,9 @@ from bench.stats import (
     ratio_summary,
     scipy_available,
 )
-from bench.stats import summarize as _summarize
 
 RULES = ("absolute", "ratio", "deterministic")
 
-FORMATS = ("md", "json", "table")  # renderers live in bench.compare_render
 # extra_info metrics that must not change between runs
 DETERMINISTIC_KEYS = ("macs_measured", "macs_formula", "params_measured", "params_formula")
 # ...and those that are deterministic on CUDA only (allocator bytes; a CPU figure is not)
@@ -85,145 +77,6 @@ PARAM_ORDER = (
     "pass", "dtype", "device",
 )  # fmt: skip
 VERDICT_ORDER = ("regression", "improvement", "noisy", "unchanged", "n/a")
-
-
-class InputError(Exception):
-    """Unusable input: reported as one line on stderr, exit code 2."""
-
-
-# ---------------------------------------------------------------- loading
-
-
-@dataclass
-class Bench:
-    key: tuple
-    params: dict
-    name: str
-    fullname: str
-    extra_info: dict
-    summary: Summary
-
-
-@dataclass
-class Run:
-    source: str
-    machine_info: dict
-    commit_info: dict
-    benches: dict  # key -> Bench, in file order
-    notes: list = field(default_factory=list)
-
-
-def _canon(v):
-    if v is None or isinstance(v, (str, int, float, bool)):
-        return v
-    return json.dumps(v, sort_keys=True, default=str)
-
-
-def params_key(params: dict) -> tuple:
-    return tuple(sorted(((str(k), _canon(v)) for k, v in params.items()), key=lambda kv: kv[0]))
-
-
-def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _parse_bench(b, i: int, where: str) -> Bench:
-    if not isinstance(b, dict):
-        raise InputError(f"{where}: benchmark #{i} is not an object")
-    stats = b.get("stats")
-    if not isinstance(stats, dict):
-        raise InputError(f"{where}: benchmark #{i} has no 'stats' object")
-    median = stats.get("median")
-    if not _number(median) or median <= 0:
-        raise InputError(f"{where}: benchmark #{i} has no positive 'stats.median'")
-    data = stats.get("data")
-    values = None
-    if data is not None:
-        if not isinstance(data, list) or not all(_number(x) and x >= 0 for x in data):
-            raise InputError(
-                f"{where}: benchmark #{i} has a 'stats.data' that is not a list of times"
-            )
-        values = np.asarray(data, dtype=float) if data else None
-    iqr = stats.get("iqr")
-    summary = _summarize(values, float(median), float(iqr) if _number(iqr) else None)
-    if summary.median <= 0:
-        raise InputError(f"{where}: benchmark #{i} has a median of zero")
-    params = b.get("params")
-    if params is not None and not isinstance(params, dict):
-        raise InputError(f"{where}: benchmark #{i} has 'params' that is not an object")
-    params = params or {}
-    name = b.get("name") if isinstance(b.get("name"), str) else ""
-    fullname = b.get("fullname") if isinstance(b.get("fullname"), str) else ""
-    if params:
-        key = params_key(params)
-    elif fullname or name:
-        key = (("fullname", fullname or name),)
-    else:
-        raise InputError(f"{where}: benchmark #{i} has neither params nor a name")
-    extra = b.get("extra_info")
-    extra = extra if isinstance(extra, dict) else {}
-    return Bench(key, params, name, fullname, extra, summary)
-
-
-def parse_run(doc, source: str = "<run>") -> Run:
-    """A ``Run`` from an already-decoded pytest-benchmark document."""
-    if not isinstance(doc, dict):
-        raise InputError(f"{source}: not a pytest-benchmark JSON object")
-    raw = doc.get("benchmarks")
-    if not isinstance(raw, list):
-        raise InputError(f"{source}: no 'benchmarks' list (not a pytest-benchmark JSON file?)")
-    if not raw:
-        raise InputError(f"{source}: the 'benchmarks' list is empty")
-    mi, ci = doc.get("machine_info"), doc.get("commit_info")
-    run = Run(source, mi if isinstance(mi, dict) else {}, ci if isinstance(ci, dict) else {}, {})
-    parsed = [_parse_bench(b, i, source) for i, b in enumerate(raw)]
-    counts: dict[tuple, int] = {}
-    for bench in parsed:
-        counts[bench.key] = counts.get(bench.key, 0) + 1
-    dup = 0
-    for i, bench in enumerate(parsed):
-        if counts[bench.key] > 1:  # same params twice (two test functions?)
-            dup += 1
-            bench.key = bench.key + (("__fullname__", bench.fullname or bench.name or str(i)),)
-        if bench.key in run.benches:
-            raise InputError(f"{source}: benchmark #{i} duplicates another one")
-        run.benches[bench.key] = bench
-    if dup:
-        run.notes.append(
-            f"{source}: {dup} benchmarks share their params with another; told apart by fullname"
-        )
-    no_data = sum(b.summary.values is None for b in run.benches.values())
-    if no_data:
-        run.notes.append(
-            f"{source}: {no_data} of {len(run.benches)} benchmark(s) have no raw samples "
-            "(stats.data; pytest-benchmark needs --benchmark-save-data): decided on medians "
-            "with the threshold only"
-        )
-    return run
-
-
-def load_run(path) -> Run:
-    p = Path(path)
-    if p.is_dir() and (p / "benchmark.json").is_file():
-        p = p / "benchmark.json"
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{p}: is a directory without a benchmark.json") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{p}: cannot read: {e}") from None
-    if not text.strip():
-        raise InputError(f"{p}: empty file")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p}: malformed JSON ({e})") from None
-    return parse_run(doc, str(p))
-
-
-# ------------------------------------------------------------- comparing
 
 
 @dataclass
@@ -417,88 +270,3 @@ def compare_runs(
         [label(b) for k, b in base.benches.items() if k not in new.benches],
         [label(b) for k, b in new.benches.items() if k not in base.benches],
     )  # fmt: skip
-
-
-# ------------------------------------------------------------------- CLI
-
-
-def _threshold(text: str) -> float:
-    t = text.strip()
-    try:
-        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a threshold: {text!r} (write 10% or 0.10)") from None
-    if not t.endswith("%") and v >= 1:
-        raise argparse.ArgumentTypeError(f"ambiguous threshold {text!r}: write 10% or 0.10")
-    if not (0 <= v < 10) or math.isnan(v):
-        raise argparse.ArgumentTypeError(f"threshold out of range: {text!r}")
-    return v
-
-
-def _alpha(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"alpha must be in (0, 1): {text!r}")
-    return v
-
-
-def _rules(text: str) -> tuple:
-    rules = tuple(r.strip() for r in text.split(",") if r.strip())
-    bad = [r for r in rules if r not in RULES]
-    if bad or not rules:
-        raise argparse.ArgumentTypeError(f"rules are a comma list of {', '.join(RULES)}")
-    return rules
-
-
-def _reference(text: str) -> tuple:
-    parts = text.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise argparse.ArgumentTypeError(f"write VARIANT/IMPL, e.g. full/naive: {text!r}")
-    return tuple(parts)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__.replace("``", "")
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("base", metavar="BASE", help="baseline benchmark.json (or its folder)")
-    parser.add_argument("new", metavar="NEW", help="new benchmark.json (or its folder)")
-    parser.add_argument(
-        "--threshold", type=_threshold, default=0.10,
-        help="smallest latency change that counts, e.g. 10%% (default) or 0.10",
-    )  # fmt: skip
-    parser.add_argument(
-        "--alpha", type=_alpha, default=0.01,
-        help="significance level of the two-sided Mann-Whitney U test (default 0.01)",
-    )  # fmt: skip
-    parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument(
-        "--rules", type=_rules, default=RULES,
-        help="comma list of absolute, ratio, deterministic (default: all three)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--reference-impl", dest="reference", type=_reference, default=("full", "naive"),
-        metavar="VARIANT/IMPL", help="reference of the ratio rule (default full/naive)",
-    )  # fmt: skip
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        base, new = load_run(args.base), load_run(args.new)
-        report = compare_runs(
-            base, new, threshold=args.threshold, alpha=args.alpha, rules=args.rules,
-            reference=args.reference,
-        )  # fmt: skip
-    except InputError as e:
-        print(f"bench compare: error: {e}", file=sys.stderr)
-        return 2
-    except Exception:  # a bug, not a regression: never exit 1 for it
-        traceback.print_exc()
-        print("bench compare: internal error (see above)", file=sys.stderr)
-        return 2
-    from bench.compare_render import RENDERERS  # here: compare_render imports this module
-
-    sys.stdout.write(RENDERERS[args.format](report))
-    return report.exit_code

@@ -1,10 +1,4 @@
-"""``python -m bench models``: the paper's models end to end (Tables 1 and 2).
-
-Usage::
-
-    python -m bench models [--device cpu|cuda] [--out DIR] [--quick]
-                           [--models NAME[,NAME…]] [--batches N[,N…]] [--passes fwd,fwdbwd]
-                           [--no-memory] [--threads N]
+"""The paper's models end to end (Tables 1 and 2): what ``python -m bench models`` runs.
 
 For every registered paper model (:mod:`sepgconv.models`), every
 implementation it can run (``naive``; ``rearranged`` too for the g/gc
@@ -12,12 +6,12 @@ models), both passes and two batch sizes (2 and a training batch):
 
 * latency: median and IQR of per-call samples. The implementations of one
   (model, batch, pass) are timed interleaved by
-  :func:`bench.measure.time_interleaved` (CUDA events on a GPU, a monotonic
+  :func:`bench.measure.timing.time_interleaved` (CUDA events on a GPU, a monotonic
   clock on the CPU); ``fwd`` is inference (eval + no_grad, cached filters),
   ``fwdbwd`` a training step with filter construction
-  (:func:`bench.measure.make_step`). ``speedup_vs_naive`` = naive median ÷
+  (:func:`bench.measure.timing.make_step`). ``speedup_vs_naive`` = naive median ÷
   this median.
-* memory: the working memory of one call (:func:`bench.measure.peak_memory`:
+* memory: the working memory of one call (:func:`bench.measure.memory.peak_memory`:
   the CUDA allocator's peak above what was allocated before, or the CPU
   profiler's allocation events), in bytes and MB (2^20 bytes);
   ``peak_mem_with_weights_mb`` adds the parameters and the input, which were
@@ -38,29 +32,25 @@ one (same ``state_dict``); a disagreement marks the row ``mismatch``.
 Batches: CUDA ``(2, 128)``; CPU ``(2, 32)`` for Table 1 and ``(2, 8)`` for
 Table 2; CPU ``--quick``: ``(2, 16)`` for Table 1 and batch 2, forward only,
 for Table 2 (a p4m-ResNet44 training step takes 5–20 s on two cores).
-Output: ``DIR/models.csv`` (one row per model × impl × batch × pass, written
-as rows finish) and ``DIR/env.json``; ``DIR`` defaults to
-``results/<device-slug>/models``. Exit code 0, or 1 when a row is
-``mismatch``/``error``/``oom``; 2 for unusable arguments.
+Rows are :class:`bench.store.record.Result` records of kind ``model``,
+written to ``models.csv`` by :func:`run_models` as they finish.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import csv
-import dataclasses
-import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from bench import env, measure
-from bench.sweep import Timing
 from sepgconv import GConv2d, models, tables
 from sepgconv.counting import layer_macs
+
+from ..measure.memory import is_oom, peak_memory
+from ..measure.timing import Timing, make_step, time_interleaved
+from ..store.record import Result
+from ..store.results import ResultsWriter
 
 PASSES = ("fwd", "fwdbwd")
 MB = 2**20
@@ -69,48 +59,6 @@ TIMINGS = {
     "cpu": Timing(budget_s=2.0, min_samples=5, max_samples=30, warmup_calls=1, warmup_s=0.05),
     "cuda": Timing(budget_s=1.0, min_samples=10, max_samples=100, warmup_calls=3, warmup_s=0.1),
 }
-
-
-@dataclasses.dataclass
-class ModelResult:
-    """One row: model × implementation × batch × pass. Units in the names."""
-
-    model: str
-    label: str
-    table: int
-    width: str
-    impl: str
-    pass_: str
-    batch: int
-    device: str
-    dtype: str = "float32"
-    status: str = "ok"
-    error: str = ""
-    latency_ms_median: float | None = None
-    latency_ms_iqr: float | None = None
-    latency_ms_q1: float | None = None
-    latency_ms_q3: float | None = None
-    n_samples: int | None = None
-    noisy: bool | None = None
-    speedup_vs_naive: float | None = None
-    params: int | None = None
-    macs: int | None = None
-    macs_executed: int | None = None
-    peak_mem_bytes: int | None = None
-    peak_mem_mb: float | None = None
-    peak_mem_with_weights_mb: float | None = None
-    mem_reserved_bytes: int | None = None
-    paper_peak_mem_mb: float | None = None
-    max_rel_diff_vs_naive: float | None = None
-
-    @classmethod
-    def columns(cls) -> list[str]:
-        return ["pass" if f.name == "pass_" else f.name for f in dataclasses.fields(cls)]
-
-    def row(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["pass"] = d.pop("pass_")
-        return {k: d[k] for k in self.columns()}
 
 
 def batches_for(table: int, device: str, quick: bool) -> tuple[int, ...]:
@@ -140,7 +88,7 @@ def bench_model(
     passes: tuple[str, ...],
     memory: bool = True,
     log=print,
-) -> list[ModelResult]:
+) -> list[Result]:
     """Measure one registry model in every implementation, batch and pass."""
     spec = models.get_spec(name)
     naive = models.build(name, seed=0, device=device)
@@ -162,10 +110,11 @@ def bench_model(
         for pass_ in passes:
             rows = {}
             for impl in variants:
-                r = ModelResult(
-                    name, spec.label, spec.table, spec.width, impl, pass_, batch, device
-                )
-                r.params, r.macs, r.macs_executed = params, macs, executed[impl]
+                r = Result(
+                    kind="model", model=name, label=spec.label, table=spec.table,
+                    width=spec.width, impl=impl, pass_=pass_, batch=batch, device=device,
+                )  # fmt: skip
+                r.params_measured, r.macs, r.macs_executed = params, macs, executed[impl]
                 r.max_rel_diff_vs_naive, status, r.error = check[impl]
                 r.status = status
                 if cuda and batch == 2 and pass_ == "fwdbwd":
@@ -184,17 +133,16 @@ def _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes) -
     for impl, m in variants.items():
         if rows[impl].status == "ok":
             try:
-                steps[impl] = measure.make_step(m, x, pass_)
+                steps[impl] = make_step(m, x, pass_)
             except Exception as e:  # noqa: BLE001 - e.g. out of memory: recorded per impl
                 _fail(rows[impl], e)
-    samples = measure.time_interleaved(steps, device, timing) if steps else {}
+    samples = time_interleaved(steps, device, timing) if steps else {}
     for impl, s in samples.items():
         r = rows[impl]
         if isinstance(s, BaseException):
             _fail(r, s)
             continue
-        for name, value in s.latency_ms().items():  # the same columns as bench run's rows
-            setattr(r, name, value)
+        r.set_samples(s)  # the same latency columns as bench run's rows
         if memory:
             _memory(r, steps[impl], device, static_bytes)
     ref = rows["naive"].latency_ms_median
@@ -208,11 +156,11 @@ def _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes) -
 
 def _failure(e: BaseException) -> tuple[str, str]:
     """``(status, error text)`` of an exception: ``oom`` or ``error``."""
-    status = "oom" if measure.is_oom(e) else "error"
+    status = "oom" if is_oom(e) else "error"
     return status, f"{type(e).__name__}: {e}".replace("\n", " ")[:300]
 
 
-def _fail(r: ModelResult, e: BaseException) -> None:
+def _fail(r: Result, e: BaseException) -> None:
     r.status, r.error = _failure(e)
 
 
@@ -262,9 +210,9 @@ def _check(variants: dict, x: torch.Tensor, tolerance: float) -> dict:
     return out
 
 
-def _memory(r: ModelResult, step, device: str, static_bytes: int) -> None:
+def _memory(r: Result, step, device: str, static_bytes: int) -> None:
     try:
-        mem = measure.peak_memory(step, device)
+        mem = peak_memory(step, device)
     except Exception as e:  # noqa: BLE001 - the latency stays; say why memory is missing
         r.error = f"memory: {type(e).__name__}: {e}".replace("\n", " ")[:300]
         return
@@ -278,7 +226,7 @@ def _fmt(x, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-def _line(r: ModelResult) -> str:
+def _line(r: Result) -> str:
     text = (
         f"{r.model:<16} {r.impl:<10} b={r.batch:<4} {r.pass_:<6} "
         f"{_fmt(r.latency_ms_median, '10.3f')} ms  IQR {_fmt(r.latency_ms_iqr, '8.3f')}  "
@@ -289,65 +237,31 @@ def _line(r: ModelResult) -> str:
     return text + ("" if r.status == "ok" else f"  [{r.status}: {r.error}]")
 
 
-# ---------------------------------------------------------------------- #
-# CLI
-# ---------------------------------------------------------------------- #
-def _csv_list(text: str) -> list[str]:
-    return [t for t in (s.strip() for s in text.split(",")) if t]
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(t) for t in _csv_list(text)]
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--device", default=None, help="cpu or cuda[:N] (default: cuda if available, else cpu)")
-    add("--out", type=Path, default=None, help="default: results/<device-slug>/models")
-    add("--quick", action="store_true", help="fewer samples; smaller batches on the CPU")
-    add("--models", type=_csv_list, default=None, help=f"subset of: {','.join(models.names())}")
-    add("--batches", type=_int_list, default=None, help="batch sizes (default: per device)")
-    add("--passes", type=_csv_list, default=None, help="fwd,fwdbwd (default: both)")
-    add("--no-memory", action="store_true", help="skip the peak-memory call")
-    add("--threads", type=int, default=None, help="torch.set_num_threads(N)")
-
-
-def main(args: argparse.Namespace) -> int:
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        print("error: --device cuda but CUDA is not available", file=sys.stderr)
-        return 2
-    names = args.models or models.names()
-    unknown = [n for n in names if n not in models.MODELS]
-    bad_pass = [p for p in (args.passes or []) if p not in PASSES]
-    if unknown or bad_pass:
-        print(f"error: unknown models {unknown} / passes {bad_pass}; models: "
-              f"{models.names()}, passes: {list(PASSES)}", file=sys.stderr)  # fmt: skip
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = args.out or Path("results") / env.device_slug(device) / "models"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "env.json").write_text(
-        json.dumps(env.collect(device, roofline_ceilings=False), indent=2, default=str) + "\n"
-    )
-    timing = TIMINGS["quick" if args.quick else ("cuda" if device.startswith("cuda") else "cpu")]
-    path = out / "models.csv"
-    failed = 0
+def run_models(
+    names: list[str],
+    device: str,
+    out: Path,
+    *,
+    quick: bool = False,
+    batches: tuple[int, ...] | None = None,
+    passes: tuple[str, ...] | None = None,
+    memory: bool = True,
+    log=print,
+) -> list[Result]:
+    """Measure ``names`` and write ``out/models.csv`` as rows finish; the rows."""
+    timing = TIMINGS["quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")]
+    rows: list[Result] = []
     start = time.perf_counter()
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, ModelResult.columns())
-        writer.writeheader()
+    with ResultsWriter(out, resume=False, kind="model") as writer:
         for name in names:
             table = models.get_spec(name).table
-            batches = tuple(args.batches or batches_for(table, device, args.quick))
-            passes = tuple(args.passes or passes_for(table, device, args.quick))
-            for r in bench_model(name, device, timing, batches, passes, not args.no_memory):
-                writer.writerow(r.row())
-                failed += r.status != "ok"
-            f.flush()
-    print(f"wrote {path} ({time.perf_counter() - start:.0f} s)")
-    return 1 if failed else 0
+            bs = tuple(batches or batches_for(table, device, quick))
+            ps = tuple(passes or passes_for(table, device, quick))
+            results = bench_model(name, device, timing, bs, ps, memory, log=log)
+            writer.write(results)
+            rows.extend(results)
+    log(f"wrote {out / 'models.csv'} ({time.perf_counter() - start:.0f} s)")
+    return rows
 
 
-__all__ = ["ModelResult", "batches_for", "bench_model", "configure", "main", "passes_for"]
+__all__ = ["PASSES", "TIMINGS", "batches_for", "bench_model", "passes_for", "run_models"]

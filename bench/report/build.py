@@ -1,18 +1,17 @@
-"""``python -m bench report DIR``: plots and a README from a results folder.
+"""Plots and a README from a results folder (what ``python -m bench report DIR`` does).
 
 Reads ``DIR/results.csv`` (one row per shape × implementation × pass × dtype,
 written by ``python -m bench run``), ``DIR/env.json`` (optional) and
 ``DIR/profile.csv`` (optional), and writes:
 
-* ``DIR/plots/<name>.png`` and ``.svg`` for each plot (:mod:`bench.plots`):
+* ``DIR/plots/<name>.png`` and ``.svg`` for each plot (:mod:`bench.report.plots`):
   trade-off, speedup, scaling, best_impl, roofline, profile;
-* ``DIR/README.md`` (:mod:`bench.report_md`): environment, status counts, the
+* ``DIR/README.md`` (:mod:`bench.report.markdown`): environment, status counts, the
   MAC check, a summary per implementation and regime, the plots;
 * ``results/README.md``, the index of device folders, when DIR sits directly
   in a folder named ``results``.
 
-The data behind each plot come from :mod:`bench.report_data` (re-exported
-here: ``speedup_points``, ``best_impl_table``, ...), so a picture can be
+The data behind each plot come from :mod:`bench.report.data`, so a picture can be
 checked against the CSV.
 
 Choices:
@@ -31,15 +30,12 @@ Choices:
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import traceback
 from pathlib import Path
 
 import pandas as pd
 
-from bench.report_data import (  # noqa: F401  (re-exported: the report's public API)
+from .data import (  # noqa: F401  (re-exported: the report's public API)
     FLOAT_COLUMNS,
     INT_COLUMNS,
     PROFILE_COLUMNS,
@@ -166,7 +162,8 @@ def make_report(results_dir: Path) -> list[Path]:
     Raises:
         ReportError: unusable input (see :func:`load_results`).
     """
-    from bench import plots, report_md
+    from . import markdown as report_md
+    from . import plots
 
     res = load_results(Path(results_dir))
     written, skipped = plots.write_all(res, res.directory / "plots")
@@ -179,26 +176,6 @@ def make_report(results_dir: Path) -> list[Path]:
 
 def write_results_index(results_root: Path) -> Path:
     """Write ``results_root/README.md``: one line per device folder."""
-    from bench import report_md
+    from . import markdown as report_md
 
     return report_md.write_results_index(Path(results_root))
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__.split("\n\n")[0].strip("`")
-    parser.add_argument("dir", metavar="DIR", type=Path, help="results folder (has results.csv)")
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        written = make_report(args.dir)
-    except ReportError as e:
-        print(f"bench report: error: {e}", file=sys.stderr)
-        return 2
-    except Exception:  # a bug in the report: say so, never a silent success
-        traceback.print_exc()
-        print("bench report: internal error (see above)", file=sys.stderr)
-        return 2
-    for path in written:
-        print(path)
-    return 0

@@ -1,12 +1,12 @@
-"""Rendering of a :class:`bench.compare.Report`: fixed-width table, markdown, JSON."""
+"""Rendering of a :class:`bench.judge.compare.Report`: fixed-width table, markdown, JSON."""
 
 from __future__ import annotations
 
 import json
 import math
 
-from bench.compare import VERDICT_ORDER, Pair, Report
-from bench.stats import MEDIAN_ONLY, Decision
+from .compare import VERDICT_ORDER, Pair, Report
+from .stats import MEDIAN_ONLY, Decision
 
 
 def fmt_time(s: float) -> str:
@@ -189,3 +189,4 @@ def render_json(r: Report) -> str:
 
 
 RENDERERS = {"table": render_table, "md": render_md, "json": render_json}
+FORMATS = tuple(RENDERERS)

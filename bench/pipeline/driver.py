@@ -6,14 +6,14 @@ pytest-benchmark entry point, where pytest-benchmark does the timing).
 
 Order for one shape (DESIGN §4, STYLE "accuracy before timing"):
 
-1. Up-front memory guard per row (:func:`bench.memory.skip_reason`) →
+1. Up-front memory guard per row (:func:`bench.sweep.guard.skip_reason`) →
    ``status=skipped``.
 2. Build each implementation (shared weights per variant) and check its
-   output against the reference (:mod:`bench.subjects`) → ``mismatch`` rows
+   output against the reference (:mod:`bench.sweep.subjects`) → ``mismatch`` rows
    are not timed; an exception → ``error`` (``oom`` when out of memory).
 3. MACs by formula and by fvcore, parameters by formula and from the module.
 4. Per pass: warm-up, peak memory of one call, then all implementations
-   timed together by :func:`bench.measure.time_interleaved`; derived columns.
+   timed together by :func:`bench.measure.timing.time_interleaved`; derived columns.
 """
 
 from __future__ import annotations
@@ -25,19 +25,24 @@ from dataclasses import dataclass
 import torch
 
 import sepgconv
-from bench import measure, record, subjects
-from bench.memory import memory_estimate_bytes, skip_reason
-from bench.record import Result
-from bench.sweep import DENSE, REFERENCE, Case, Shape, Timing
 from sepgconv import counting
+
+from ..measure import macs, memory
+from ..measure.timing import Timing, make_step, time_interleaved
+from ..store import record
+from ..store.record import Result
+from ..sweep import subjects
+from ..sweep.guard import memory_estimate_bytes, skip_reason
+from ..sweep.shapes import DENSE, REFERENCE, Case, Shape
+from ..sweep.subject import Subject, random_input
 
 
 def base_result(shape: Shape, variant: str, impl: str, pass_: str) -> Result:
     """A result with the identifying fields and the formula MACs filled in."""
     r = Result(
-        group=shape.group, layer=shape.layer, variant=variant, impl=impl, c_in=shape.c_in,
-        c_out=shape.c_out, k=shape.k, h=shape.h, w=shape.w, batch=shape.batch, pass_=pass_,
-        dtype=shape.dtype, device=shape.device, g_in=shape.g_in, g_out=shape.g_out,
+        kind="layer", group=shape.group, layer=shape.layer, variant=variant, impl=impl,
+        c_in=shape.c_in, c_out=shape.c_out, k=shape.k, h=shape.h, w=shape.w, batch=shape.batch,
+        pass_=pass_, dtype=shape.dtype, device=shape.device, g_in=shape.g_in, g_out=shape.g_out,
     )  # fmt: skip
     r.macs_formula = formula_macs(shape, variant, impl)
     full = counting.dense_macs(shape.layer_shape())
@@ -59,12 +64,12 @@ def describe(e: BaseException) -> str:
 
 
 def _fail(r: Result, e: BaseException, device: str) -> None:
-    r.fail("oom" if measure.is_oom(e) else "error", describe(e))
+    r.fail("oom" if memory.is_oom(e) else "error", describe(e))
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
 
 
-def fill_static(r: Result, subj: subjects.Subject, shape: Shape, counts: tuple | None) -> None:
+def fill_static(r: Result, subj: Subject, shape: Shape, counts: tuple | None) -> None:
     """Formula and counted columns of a built subject."""
     r.macs_formula = subj.macs_formula
     r.params_formula = subj.params_formula
@@ -82,21 +87,21 @@ def fill_static(r: Result, subj: subjects.Subject, shape: Shape, counts: tuple |
         r.macs_match = r.macs_measured == r.macs_formula
 
 
-def step_for(subj: subjects.Subject, x: torch.Tensor, shape: Shape, pass_: str) -> Callable:
+def step_for(subj: Subject, x: torch.Tensor, shape: Shape, pass_: str) -> Callable:
     """The timed callable of a subject (input adapted once, outside the timing)."""
     xin = subj.to_input(x)
     if pass_ == "fwdbwd" and not shape.lifting:
         xin = xin.detach().requires_grad_(True)
-    return measure.make_step(subj.module, xin, pass_)
+    return make_step(subj.module, xin, pass_)
 
 
-def macs_of(subj: subjects.Subject, x: torch.Tensor, shape: Shape, cache: dict | None):
+def macs_of(subj: Subject, x: torch.Tensor, shape: Shape, cache: dict | None):
     """fvcore count of a subject, cached across dtypes/devices of the same shape."""
     key = (dataclasses.replace(shape, dtype="float32", device="cpu"), subj.variant, subj.impl)
     if cache is not None and key in cache:
         return cache[key]
     try:
-        counts = measure.count_macs(subj.module, subj.to_input(x))
+        counts = macs.count_macs(subj.module, subj.to_input(x))
     except Exception as e:  # noqa: BLE001 - an uncountable module is flagged, not fatal
         counts = (None, f"fvcore failed: {describe(e)}"[:200])
     if cache is not None:
@@ -135,7 +140,7 @@ def measure_shape(
         (v, i, p): skip_reason(Case(shape, v, i, p), available) for v, i in impls for p in passes
     }
     try:
-        x = None if all(skip.values()) else subjects.random_input(shape)
+        x = None if all(skip.values()) else random_input(shape)
     except Exception as e:  # noqa: BLE001 - even the input does not fit: record it
         yield from _all_failed(shape, impls, passes, skip, e)
         return
@@ -144,9 +149,9 @@ def measure_shape(
         return
     refs: dict = {}
     references = subjects.References(shape, x, refs)
-    built: dict[tuple[str, str], subjects.Subject] = {}
+    built: dict[tuple[str, str], Subject] = {}
     failed: dict[tuple[str, str], tuple[str, str]] = {}
-    mismatched: dict[tuple[str, str], subjects.Subject] = {}
+    mismatched: dict[tuple[str, str], Subject] = {}
     for v, i in impls:
         if all(skip[(v, i, p)] for p in passes):
             continue
@@ -154,7 +159,7 @@ def measure_shape(
             subj = subjects.build(shape, v, i, refs)
             msg = subjects.check(subj, references)
         except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on
-            failed[(v, i)] = ("oom" if measure.is_oom(e) else "error", describe(e))
+            failed[(v, i)] = ("oom" if memory.is_oom(e) else "error", describe(e))
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
             continue
@@ -182,7 +187,7 @@ def measure_shape(
                 try:
                     step = step_for(built[(v, i)], x, shape, pass_)
                     step()  # warm-up before the memory measurement
-                    mem = measure.peak_memory(step, device)
+                    mem = memory.peak_memory(step, device)
                 except Exception as e:  # noqa: BLE001
                     _fail(r, e, device)
                     continue
@@ -190,7 +195,7 @@ def measure_shape(
                 r.mem_reserved_bytes = mem.mem_reserved_bytes
                 r.nvml_used_bytes = mem.nvml_used_bytes
                 steps[(v, i)] = step
-        for key, samples in measure.time_interleaved(steps, device, timing, flush_l2).items():
+        for key, samples in time_interleaved(steps, device, timing, flush_l2).items():
             if isinstance(samples, BaseException):
                 _fail(rows[key], samples, device)
             else:
@@ -239,7 +244,7 @@ def prepare_case(case: Case, mac_cache: dict | None = None, count: bool = True) 
     reason = skip_reason(case)
     if reason:
         return Prepared(r.fail("skipped", reason), None)
-    x = subjects.random_input(shape)
+    x = random_input(shape)
     refs: dict = {}
     try:
         subj = subjects.build(shape, v, i, refs)
@@ -249,7 +254,7 @@ def prepare_case(case: Case, mac_cache: dict | None = None, count: bool = True) 
             return Prepared(r.fail("mismatch", msg), None)
         step = step_for(subj, x, shape, p)
         step()
-        mem = measure.peak_memory(step, shape.device)
+        mem = memory.peak_memory(step, shape.device)
     except Exception as e:  # noqa: BLE001
         _fail(r, e, shape.device)
         return Prepared(r, None)

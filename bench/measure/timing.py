@@ -1,7 +1,6 @@
-"""Measurement primitives: the timed step, interleaved timing, peak memory, MAC counts.
+"""Timing primitives: the timed step and interleaved timing (DESIGN §4).
 
-Reusable pieces (``bench.models`` uses them too):
-
+* :class:`Timing` — how long to time one implementation of one shape and pass.
 * :func:`make_step` — the callable timed for a pass: ``fwd`` is inference
   (``eval()`` + ``no_grad``: GConv layers use their cached expanded weights);
   ``fwdbwd`` is a training step (``train()``: filter construction included,
@@ -10,30 +9,41 @@ Reusable pieces (``bench.models`` uses them too):
   parameter grads — and the input's, for group layers, whose input needs a
   gradient inside a network — are set to None at the start of every call).
 * :func:`time_interleaved` — latency samples of several callables, interleaved
-  round-robin so drifting machine load hits all alike (DESIGN §4).
-* :func:`peak_memory` — working memory of one call (CUDA allocator + NVML; on
-  the CPU the profiler's allocation events replayed in time order).
-* :func:`count_macs` — fvcore's count of a module (cached per shape).
-The record of one row is :class:`bench.record.Result`; the sweep driver is
-:func:`bench.driver.measure_shape`.
+  round-robin so drifting machine load hits all alike.
+* :class:`Samples` — the raw per-call samples and the latency columns of a row.
 """
 
 from __future__ import annotations
 
 import gc
 import math
-import os
 import time
-import warnings
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from bench.sweep import Timing
-
 NOISE_LIMIT = 0.10  # IQR / median above this: noisy
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long to time one implementation of one shape and pass.
+
+    CPU: a sample is a block of ``ceil(block_s / t_call)`` calls (per-call time
+    = block / n). CUDA: a sample is one call between two events. The number of
+    samples is ``budget_s / sample time`` clamped to ``[min_samples, max_samples]``.
+    Warm-up: one untimed call, then at least ``warmup_calls`` calls and
+    ``warmup_s`` seconds (these give the per-call estimate).
+    """
+
+    budget_s: float = 0.25
+    block_s: float = 0.005
+    min_samples: int = 5
+    max_samples: int = 30
+    warmup_calls: int = 1
+    warmup_s: float = 0.02
 
 
 # ---------------------------------------------------------------------- #
@@ -254,99 +264,3 @@ def time_interleaved(
         if gc_was:
             gc.enable()
     return out
-
-
-# ---------------------------------------------------------------------- #
-# memory
-# ---------------------------------------------------------------------- #
-def cpu_peak_bytes(step: Callable[[], object]) -> int:
-    """Peak live bytes allocated during one call of ``step`` on the CPU (measured).
-
-    Runs ``step`` once under ``torch.profiler`` with ``profile_memory=True``
-    and replays the allocator's events (``[memory]`` events: ``+nbytes`` per
-    allocation, ``-nbytes`` per free) in time order; the peak of the running
-    sum is the working memory of the call (the output included, tensors
-    allocated before the call excluded — the CPU analogue of CUDA's
-    ``max_memory_allocated() - memory_allocated()``). Allocations made outside
-    the c10 allocator (e.g. oneDNN scratch buffers) are not seen.
-    """
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # silence kineto's start/stop lines
-    from torch.profiler import ProfilerActivity, profile
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            result = step()
-            del result
-    events = [
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and str(e.device_type()).endswith("CPU")
-    ]
-    live = peak = 0
-    for _, nbytes in sorted(events, key=lambda ev: ev[0]):
-        live += nbytes
-        peak = max(peak, live)
-    return int(peak)
-
-
-@dataclass
-class Memory:
-    """Memory of one call. Bytes; None when not available on the device."""
-
-    peak_mem_bytes: int | None = None  # working memory of the call
-    mem_reserved_bytes: int | None = None  # CUDA: max_memory_reserved
-    nvml_used_bytes: int | None = None  # CUDA: NVML device memory used
-
-
-def peak_memory(step: Callable[[], object], device: torch.device | str) -> Memory:
-    """Working memory of one call of ``step`` (call it once before, to warm up).
-
-    CUDA: ``max_memory_allocated()`` after ``reset_peak_memory_stats()``, minus
-    ``memory_allocated()`` before the call; plus ``max_memory_reserved()`` and
-    NVML's device-used figure (None without NVML). CPU: :func:`cpu_peak_bytes`.
-    """
-    device = torch.device(device)
-    if device.type != "cuda":
-        return Memory(peak_mem_bytes=cpu_peak_bytes(step))
-    from bench import env
-
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    result = step()
-    torch.cuda.synchronize(device)
-    del result
-    return Memory(
-        peak_mem_bytes=int(torch.cuda.max_memory_allocated(device) - before),
-        mem_reserved_bytes=int(torch.cuda.max_memory_reserved(device)),
-        nvml_used_bytes=env.nvml_used_bytes(device),
-    )
-
-
-def is_oom(e: BaseException) -> bool:
-    """An out-of-memory error (CUDA's OutOfMemoryError, or the CPU allocator's)."""
-    if isinstance(e, torch.OutOfMemoryError):
-        return True
-    text = str(e).lower()
-    return isinstance(e, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
-    )
-
-
-# ---------------------------------------------------------------------- #
-# counting
-# ---------------------------------------------------------------------- #
-def count_macs(module: torch.nn.Module, x: torch.Tensor) -> tuple[int, str]:
-    """fvcore's MAC count of ``module(x)`` and its unsupported ops (``"op:n;…"``).
-
-    Uses :func:`sepgconv.counting.measure_macs` (eval mode, no grad, after a
-    warm-up call, so cached filter construction is not traced).
-    """
-    from sepgconv import counting
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mc = counting.measure_macs(module, x)
-    unsupported = ";".join(f"{op}:{n}" for op, n in sorted(mc.unsupported.items()))
-    return mc.total, unsupported

@@ -1,4 +1,9 @@
-"""The up-front memory guard: rows that cannot fit are ``status=skipped``, not a crash.
+"""The up-front guard: rows that cannot run here or cannot fit are ``status=skipped``,
+not a crash.
+
+An implementation that cannot run on this machine (its class's
+``unavailable_reason``, e.g. Triton kernels without a GPU) is skipped with
+that reason.
 
 :func:`memory_estimate_bytes` is a formula of what one row allocates (input,
 output, weights, intermediates from ``sepgconv.counting.intermediate_bytes``,
@@ -16,8 +21,9 @@ import os
 import torch
 
 import sepgconv
-from bench.sweep import REFERENCE, Case, Shape
 from sepgconv import counting
+
+from .shapes import REFERENCE, Case, Shape
 
 #: fraction of the free memory a row may plan to use (CPU: of MemAvailable)
 MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.9}
@@ -86,8 +92,21 @@ def _cpu_available_bytes() -> int:
         return 8 * 2**30
 
 
+def unavailable_reason(case: Case) -> str | None:
+    """Why the implementation of ``case`` cannot run on its device in this process
+    (e.g. Triton kernels on a CPU without the interpreter), or None."""
+    key = (case.variant, case.impl)
+    if key not in sepgconv.implementations():
+        return None  # dense/torch and peers run wherever torch does
+    why = sepgconv.get_implementation(*key).unavailable_reason(case.shape.device)
+    return None if why is None else f"cannot run here: {why}"
+
+
 def skip_reason(case: Case, available: int | None = None) -> str | None:
-    """Why ``case`` is skipped up front (it would not fit), or None."""
+    """Why ``case`` is skipped up front (cannot run here, or would not fit), or None."""
+    why = unavailable_reason(case)
+    if why:
+        return why
     need = memory_estimate_bytes(case.shape, case.variant, case.impl, case.pass_)
     have = available_memory_bytes(case.shape.device) if available is None else available
     if need > have:

@@ -36,8 +36,10 @@ import torch
 from torch import nn
 
 import sepgconv
-from bench.sweep import Shape
 from sepgconv import counting
+
+from .shapes import Shape
+from .subject import Subject, compare, run_forward, seed_of
 
 IMPL = ("full", "e2cnn")
 
@@ -101,9 +103,7 @@ class E2CNNConv(nn.Module):
 
 
 def build(shape: Shape, variant: str, impl: str):
-    """The peer's :class:`bench.subjects.Subject` on ``shape``."""
-    from bench.subjects import Subject, seed_of
-
+    """The peer's :class:`bench.sweep.subject.Subject` on ``shape``."""
     if (variant, impl) != IMPL:
         raise ValueError(f"unknown peer implementation {variant}/{impl}; known: {IMPL}")
     from e2cnn import nn as enn
@@ -156,8 +156,6 @@ def build(shape: Shape, variant: str, impl: str):
 def check_equivariance(subject, x: torch.Tensor, shape: Shape) -> str | None:
     """``layer(u·x) == u·layer(x)`` for the group's generators (r; and m for p4m),
     with sepgconv's action; the mismatch message, or None."""
-    from bench.subjects import compare, run_forward
-
     grp = sepgconv.get_group(shape.group)
     y = run_forward(subject, x)
     generators = [1] + ([4] if grp.order == 8 else [])  # r, m (index 4j + i)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import plots
-from bench import report_data as R
+from . import data as R
+from . import plots
 
 REGIMES = [
     ("small", "H ≤ 16", 0, 16),

@@ -1,9 +1,9 @@
 """The report's plots: one function per plot, each returning a Figure.
 
-Every ``plot_*`` function takes a :class:`bench.report_data.Results` and
+Every ``plot_*`` function takes a :class:`bench.report.data.Results` and
 either returns a :class:`matplotlib.figure.Figure` or raises :class:`Skip`
 with the reason there is nothing to draw. The data come from the ``*_points``
-/ ``*_table`` functions of :mod:`bench.report_data`: what is drawn is what
+/ ``*_table`` functions of :mod:`bench.report.data`: what is drawn is what
 those return.
 
 Figures are built without pyplot (no global state) on the Agg canvas. Scatter
@@ -22,124 +22,33 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+from matplotlib.ticker import NullLocator
 
-from bench import report_data as R
-
-DPI = 130
-# fmt: off
-STYLE = {
-    "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
-    "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11, "axes.grid": True,
-    "grid.alpha": 0.3, "svg.hashsalt": "sepgconv", "svg.fonttype": "none",
-}
-COLORS = {
-    "full/naive": "#404040", "g/naive": "#6baed6", "g/rearranged": "#08519c",
-    "gc/naive": "#fd8d3c", "gc/rearranged": "#a63603", "dense/torch": "#31a354",
-}
-ABBREV = {
-    "full/naive": "full", "g/naive": "g·n", "g/rearranged": "g·r", "gc/naive": "gc·n",
-    "gc/rearranged": "gc·r", "dense/torch": "dense",
-}
-# fmt: on
-EXTRA_COLORS = ["#756bb1", "#e7298a", "#8c6d31", "#17becf", "#bcbd22"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
-CATEGORIES = ["filter construction", "pointwise conv", "copies/permutes", "spatial conv", "other"]
-CATEGORY_COLORS = ["#8c564b", "#1f77b4", "#d62728", "#2ca02c", "#c7c7c7"]
-NOTE = {"fontsize": 9, "color": "0.35"}
-REF_STAR = {"marker": "*", "s": 150, "color": COLORS["full/naive"], "zorder": 5}
-
-
-class Skip(Exception):
-    """Nothing to draw; the message says why (it goes into the README)."""
-
-
-def color_of(label: str, order: list[str]) -> str:
-    if label in COLORS:
-        return COLORS[label]
-    extra = [x for x in order if x not in COLORS]
-    return EXTRA_COLORS[extra.index(label) % len(EXTRA_COLORS)] if label in extra else "k"
-
-
-def abbrev(label: str) -> str:
-    return ABBREV.get(label, label.replace("/", "·"))
-
-
-def _title(fig, what: str, env: dict) -> None:
-    """Two lines: what the plot shows, then the device and torch version."""
-    fig.suptitle(f"{what}\n{R.device_title(env)}")
-
-
-def _tidy_log(ax, axes="xy") -> None:
-    """Plain-number labels on log axes (``0.5``, ``2``, ``100``), with 1-2-5
-    ticks when the range spans few decades; call after the limits are set."""
-    for name in axes:
-        axis = ax.xaxis if name == "x" else ax.yaxis
-        if axis.get_scale() != "log":
-            continue
-        lo, hi = sorted(ax.get_xlim() if name == "x" else ax.get_ylim())
-        decades = np.log10(hi / lo)
-        subs = np.arange(1, 10) if decades < 1 else (1, 2, 5) if decades < 2.5 else (1,)
-        axis.set_major_locator(LogLocator(base=10, subs=subs))
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_minor_formatter(NullFormatter())
-
-
-def _figure(nrows: int, ncols: int, size: tuple[float, float], **kw):
-    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
-
-
-def _panels(d: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """Split by pass (and device, when there are several); fwd before fwdbwd."""
-    dims = ["device", "pass"] if d["device"].nunique() > 1 else ["pass"]
-    return [(" · ".join(map(str, key)), sub) for key, sub in d.groupby(dims, sort=True)]
-
-
-def _legend(fig, order, extra=()):
-    """Implementation colours (and ``extra`` handles) outside the axes, right."""
-    handles = [Line2D([], [], ls="", marker="o", ms=7, color=color_of(x, order), label=x)
-               for x in order]  # fmt: skip
-    fig.legend(handles=[*handles, *extra], loc="outside right upper", frameon=False)
-
-
-def _log_limits(values, pad=1.4) -> tuple[float, float]:
-    v = np.asarray([x for x in values if np.isfinite(x) and x > 0])
-    return v.min() / pad, v.max() * pad
-
-
-def _loglog(ax, title, xlabel, xlim, ylim):
-    ax.set(xscale="log", yscale="log", title=title, xlabel=xlabel, xlim=xlim, ylim=ylim)
-    _tidy_log(ax)
-
-
-def _scatter_panels(pts, x, y, xlabel, ylabel, lim_x, lim_y, marker_by_k=False):
-    """One log-log panel per pass; one scatter per implementation (and k)."""
-    panels = _panels(pts)
-    order = R.impl_order(pts["impl_label"])
-    ks = sorted(pts["k"].unique()) if marker_by_k else [None]
-    marker = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(ks)}
-    fig, axes = _figure(1, len(panels), (4.2 * len(panels) + 2.2, 5), sharey=True)
-    for ax, (title, sub) in zip(axes[0], panels, strict=True):
-        for label in order:
-            for k in ks:
-                s = sub[(sub["impl_label"] == label) & ((sub["k"] == k) if k else True)]
-                gid = f"measured:{label}" + (f":k{k}" if k else "")
-                if not s.empty:
-                    ax.scatter(s[x], s[y], s=34, color=color_of(label, order), alpha=0.85,
-                               marker=marker[k], gid=gid)  # fmt: skip
-        _loglog(ax, f"pass: {title}", xlabel, lim_x, lim_y)
-    axes[0][0].set_ylabel(ylabel)
-    ktags = [
-        Line2D([], [], ls="", marker=marker[k], color="0.3", label=f"k = {k}") for k in ks if k
-    ]
-    return fig, axes, panels, order, ktags
+from . import data as R
+from .style import (
+    CATEGORIES,
+    CATEGORY_COLORS,
+    COLORS,
+    DPI,
+    EXTRA_COLORS,
+    NOTE,
+    REF_STAR,
+    STYLE,
+    Skip,
+    abbrev,
+    color_of,
+    legend,
+    log_limits,
+    loglog,
+    new_figure,
+    scatter_panels,
+    suptitle,
+    tidy_log,
+)
 
 
 # ---------------------------------------------------------------------- #
@@ -156,10 +65,10 @@ def plot_tradeoff(res: R.Results) -> Figure:
     ncols = min(3, len(order))
     nrows = -(-len(order) // ncols)
     size = (3.3 * ncols + 2.2, 3.1 * nrows + 1)
-    fig, axes = _figure(nrows, ncols, size, sharex=True, sharey=True)
+    fig, axes = new_figure(nrows, ncols, size, sharex=True, sharey=True)
     no_pass = [k for k in R.SHAPE_KEYS if k != "pass"]
-    xlim = _log_limits([1, *pts["mac_reduction"]])
-    ylim = _log_limits([1, *pts["mem_increase_measured"], *pts["mem_increase_formula"]])
+    xlim = log_limits([1, *pts["mac_reduction"]])
+    ylim = log_limits([1, *pts["mem_increase_measured"], *pts["mem_increase_formula"]])
     for i, (ax, label) in enumerate(zip(axes.flat, order, strict=False)):
         s = pts[pts["impl_label"] == label]
         c = color_of(label, order)
@@ -179,7 +88,7 @@ def plot_tradeoff(res: R.Results) -> Figure:
         med_x, med_y = s["mac_reduction"].median(), s["mem_increase_measured"].median()
         title = f"{label}\nmedian: MAC reduction {med_x:.2g}×, memory {med_y:.2g}×"
         bottom = i + ncols >= len(order)  # nothing drawn below this panel
-        _loglog(ax, title, "MAC reduction vs full GConv (×, formula)" if bottom else "", xlim, ylim)
+        loglog(ax, title, "MAC reduction vs full GConv (×, formula)" if bottom else "", xlim, ylim)
         ax.xaxis.set_tick_params(labelbottom=bottom)
         ax.title.set_color(c)
     for ax in list(axes.flat)[len(order) :]:
@@ -194,7 +103,7 @@ def plot_tradeoff(res: R.Results) -> Figure:
         Line2D([], [], ls="", marker="*", ms=11, color=COLORS["full/naive"], label="full GConv"),
     ]
     fig.legend(handles=handles, loc="outside right upper", frameon=False)
-    _title(fig, "Compute vs memory, relative to the full GConv (§3.4)", res.env)
+    suptitle(fig, "Compute vs memory, relative to the full GConv (§3.4)", res.env)
     return fig
 
 
@@ -202,8 +111,8 @@ def plot_speedup(res: R.Results) -> Figure:
     pts = R.speedup_points(res.df)
     if pts.empty:
         raise Skip("no ok non-reference row with a measured and a theoretical speedup")
-    lim = _log_limits([*pts["theoretical_speedup"], *pts["speedup_vs_full"], 1])
-    fig, axes, _, order, ktags = _scatter_panels(
+    lim = log_limits([*pts["theoretical_speedup"], *pts["speedup_vs_full"], 1])
+    fig, axes, _, order, ktags = scatter_panels(
         pts, "theoretical_speedup", "speedup_vs_full",
         "theoretical speedup (full MACs ÷ impl MACs, ×)",
         "measured speedup vs full GConv (×, latency ratio)", lim, lim, marker_by_k=True,
@@ -217,8 +126,8 @@ def plot_speedup(res: R.Results) -> Figure:
         ax.text(0.97, 0.03, "slower than the MACs promise", transform=ax.transAxes, ha="right",
                 **NOTE)  # fmt: skip
     diag = Line2D([], [], ls="--", color="0.4", label="as promised (y = x)")
-    _legend(fig, order, [*ktags, diag])
-    _title(fig, "Measured vs theoretical speedup (relative to the full GConv)", res.env)
+    legend(fig, order, [*ktags, diag])
+    suptitle(fig, "Measured vs theoretical speedup (relative to the full GConv)", res.env)
     return fig
 
 
@@ -228,7 +137,7 @@ def plot_scaling(res: R.Results) -> Figure:
         raise Skip("at a fixed k, the sweep varies neither channels nor resolution")
     passes = sorted(set().union(*(set(t["pass"]) for t in tables.values())))
     order = R.impl_order(pd.concat([t["impl_label"] for t in tables.values()]))
-    fig, axes = _figure(len(passes), 2, (10, 3.4 * len(passes) + 1))
+    fig, axes = new_figure(len(passes), 2, (10, 3.4 * len(passes) + 1))
     xlabel = {"channels": "channels C_in = C_out", "resolution": "resolution H = W (px)"}
     for col, (along, t) in enumerate(tables.items()):
         a = t.attrs.get("anchor", {})
@@ -249,12 +158,12 @@ def plot_scaling(res: R.Results) -> Figure:
             ax.xaxis.set_minor_locator(NullLocator())
             ax.set(title=f"{p}: latency vs {along} ({where})", xlabel=xlabel[along])
             ax.set_ylabel("latency (ms, median)")
-            _tidy_log(ax, "y")
+            tidy_log(ax, "y")
             if len(xs) < 2:
                 ax.text(0.5, 0.97, f"one {along} value only at this anchor",
                         transform=ax.transAxes, ha="center", va="top", **NOTE)  # fmt: skip
-    _legend(fig, order)
-    _title(fig, "Latency scaling", res.env)
+    legend(fig, order)
+    suptitle(fig, "Latency scaling", res.env)
     return fig
 
 
@@ -273,7 +182,7 @@ def plot_best_impl(res: R.Results) -> Figure:
     order = R.impl_order(best["best"])
     w = max(8.0, 1.0 + len(hs) * (0.9 * len(ks) + 1.0))
     h = max(5.0, 1.4 + len(rows) * (0.42 * len(chans) + 0.9))
-    fig, axes = _figure(len(rows), len(hs), (w, h))
+    fig, axes = new_figure(len(rows), len(hs), (w, h))
     for r, (dev, p) in enumerate(rows):
         for c, hh in enumerate(hs):
             ax = axes[r][c]
@@ -298,7 +207,9 @@ def plot_best_impl(res: R.Results) -> Figure:
     fig.legend(handles=handles, loc="outside lower center", frameon=False, ncols=len(handles),
                title="fastest implementation")  # fmt: skip
     where = f"{anchor['group']} {anchor['layer']} layer, {anchor['dtype']}, batch {anchor['batch']}"
-    _title(fig, f"Fastest implementation per cell, ×speedup over the full GConv ({where})", res.env)
+    suptitle(
+        fig, f"Fastest implementation per cell, ×speedup over the full GConv ({where})", res.env
+    )
     return fig
 
 
@@ -308,9 +219,9 @@ def plot_roofline(res: R.Results) -> Figure:
     if pts.empty:
         raise Skip("no ok row with a finite GMAC/s and bytes_moved_formula")
     peak, bw = R.ceilings(res.env, dtype)
-    xlim = _log_limits(pts["intensity"], pad=3)
-    ylim = _log_limits([*pts["gmacs_per_s"], *([peak] if peak else [])], pad=2)
-    fig, axes, panels, order, _ = _scatter_panels(
+    xlim = log_limits(pts["intensity"], pad=3)
+    ylim = log_limits([*pts["gmacs_per_s"], *([peak] if peak else [])], pad=2)
+    fig, axes, panels, order, _ = scatter_panels(
         pts, "intensity", "gmacs_per_s", "arithmetic intensity (MAC/byte, forward formula)",
         "achieved throughput (GMAC/s)", xlim, ylim,
     )  # fmt: skip
@@ -331,8 +242,8 @@ def plot_roofline(res: R.Results) -> Figure:
     if bw:
         label = f"bandwidth ceiling\n{bw:.3g} GB/s × intensity"
         extra.append(Line2D([], [], color="0.2", ls="--", label=label))
-    _legend(fig, order, extra)
-    _title(fig, f"Roofline: achieved throughput vs arithmetic intensity ({dtype})", res.env)
+    legend(fig, order, extra)
+    suptitle(fig, f"Roofline: achieved throughput vs arithmetic intensity ({dtype})", res.env)
     return fig
 
 
@@ -348,7 +259,7 @@ def plot_profile(res: R.Results) -> Figure:
     ccol = dict(zip(cats, CATEGORY_COLORS + EXTRA_COLORS * 4, strict=False))
     ncols = min(2, len(shapes))
     nrows = -(-len(shapes) // ncols)
-    fig, axes = _figure(nrows, ncols, (max(8, 4.6 * ncols + 2), 3.6 * nrows + 1))
+    fig, axes = new_figure(nrows, ncols, (max(8, 4.6 * ncols + 2), 3.6 * nrows + 1))
     for ax, shape in zip(axes.flat, shapes, strict=False):
         s = t[t["shape"] == shape].pivot_table(
             index="impl_label", columns="category", values="time_ms", aggfunc="sum", fill_value=0
@@ -364,7 +275,7 @@ def plot_profile(res: R.Results) -> Figure:
         ax.set_visible(False)
     handles = [Patch(color=ccol[c], label=c) for c in cats if c in set(t["category"])]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, title="operator")
-    _title(fig, "Per-operator time (torch.profiler)", res.env)
+    suptitle(fig, "Per-operator time (torch.profiler)", res.env)
     return fig
 
 

@@ -1,8 +1,8 @@
-"""``python -m bench profile``: where the time goes, per implementation (torch.profiler).
+"""Where the time goes, per implementation (torch.profiler): ``python -m bench profile``.
 
 One representative shape (the sweep profile's ``profile_point``, or the
 ``--c/--k/--h/--batch/--group/--layer`` given) is run by every implementation,
-``fwd`` and ``fwdbwd`` (the same callables :mod:`bench.measure` times), under
+``fwd`` and ``fwdbwd`` (the same callables :mod:`bench.measure.timing` times), under
 ``torch.profiler``. Each op's *self* time (CPU time on the CPU; device time on
 CUDA) goes to one category:
 
@@ -31,7 +31,6 @@ and one Chrome trace per implementation and pass,
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import re
@@ -40,8 +39,9 @@ from pathlib import Path
 
 import torch
 
-from bench import driver, sweep
-from bench.sweep import PARAM_KEYS, Case, Shape
+from ..sweep import profiles
+from ..sweep.shapes import PARAM_KEYS, PASSES, Case, Shape
+from . import driver
 
 CATEGORIES = ("filter construction", "pointwise conv", "copies/permutes", "spatial conv", "other")
 LABELS = {
@@ -139,7 +139,7 @@ def profile_step(step, device: str, iters: int, k: int, trace_path: Path | None 
 def profile_shape(
     shape: Shape,
     impls: list[tuple[str, str]] | None = None,
-    passes: tuple[str, ...] = sweep.PASSES,
+    passes: tuple[str, ...] = PASSES,
     trace_dir: Path | None = None,
     iters: int = 3,
 ) -> list[dict]:
@@ -148,7 +148,7 @@ def profile_shape(
     Implementations that fail to build, mismatch or raise are left out (with a
     note on stdout); the profile never stops a run.
     """
-    impls = sweep.implementations() if impls is None else impls
+    impls = profiles.implementations() if impls is None else impls
     rows = []
     for v, i in impls:
         for p in passes:
@@ -184,67 +184,6 @@ def run_profile(shape: Shape, out_dir: Path, trace_dir: Path, iters: int = 3) ->
     """Profile ``shape`` and write ``out_dir/profile.csv`` and the traces."""
     rows = profile_shape(shape, trace_dir=trace_dir, iters=iters)
     return write_profile_csv(rows, Path(out_dir) / PROFILE_CSV)
-
-
-# ---------------------------------------------------------------------- #
-# CLI
-# ---------------------------------------------------------------------- #
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--profile",
-        choices=list(sweep.PROFILES),
-        default=None,
-        help="sweep profile whose representative shape is used "
-        "(default: quick on cpu, full on cuda)",
-    )
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output folder (default: results/<device-slug>/profile)",
-    )
-    parser.add_argument("--group", choices=["p4", "p4m"], default=None)
-    parser.add_argument("--layer", choices=["group", "lifting"], default=None)
-    parser.add_argument("--c", type=int, default=None, help="C_in = C_out")
-    parser.add_argument("--c-in", type=int, default=None)
-    parser.add_argument("--c-out", type=int, default=None)
-    parser.add_argument("--k", type=int, default=None)
-    parser.add_argument("--h", type=int, default=None, help="H = W")
-    parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--iters", type=int, default=3, help="profiled calls per implementation")
-
-
-def shape_from_args(args) -> Shape:
-    device = args.device or sweep.default_device()
-    prof = sweep.get_profile(args.profile or sweep.default_profile(device))
-    base = prof.profile_shape(device, args.group)
-    c_in = args.c_in or args.c or base.c_in
-    c_out = args.c_out or args.c or base.c_out
-    h = args.h or base.h
-    return Shape(
-        args.group or base.group,
-        args.layer or base.layer,
-        c_in,
-        c_out,
-        args.k or base.k,
-        h,
-        h,
-        args.batch or base.batch,
-        args.dtype,
-        device,
-    )
-
-
-def main(args) -> int:
-    from bench import env
-
-    shape = shape_from_args(args)
-    out = args.out or Path("results") / env.device_slug(shape.device) / "profile"
-    path = run_profile(shape, out, out, iters=args.iters)
-    print(f"profile of {shape.label()}: {path} (traces in {out})")
-    return 0
 
 
 __all__ = ["CATEGORIES", "PROFILE_COLUMNS", "categorize", "profile_shape", "run_profile"]

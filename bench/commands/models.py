@@ -1,0 +1,74 @@
+"""``python -m bench models``: the paper's models end to end (Tables 1 and 2).
+
+Usage::
+
+    python -m bench models [--device cpu|cuda] [--out DIR] [--quick]
+                           [--models NAME[,NAME…]] [--batches N[,N…]] [--passes fwd,fwdbwd]
+                           [--no-memory] [--threads N]
+
+What is measured, and how: :mod:`bench.pipeline.models`. Output:
+``DIR/models.csv`` (one row per model × impl × batch × pass, written as rows
+finish; the :class:`bench.store.record.Result` record of kind ``model``),
+``DIR/samples.jsonl`` and ``DIR/env.json``; ``DIR`` defaults to
+``results/<device-slug>/models``. Exit code 0, or 1 when a row is
+``mismatch``/``error``/``oom``; 2 for unusable arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from sepgconv import models
+
+from ..measure import env
+from ..pipeline.models import PASSES, run_models
+from ..store.results import write_env
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t for t in (s.strip() for s in text.split(",")) if t]
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(t) for t in _csv_list(text)]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--device", default=None, help="cpu or cuda[:N] (default: cuda if available, else cpu)")
+    add("--out", type=Path, default=None, help="default: results/<device-slug>/models")
+    add("--quick", action="store_true", help="fewer samples; smaller batches on the CPU")
+    add("--models", type=_csv_list, default=None, help=f"subset of: {','.join(models.names())}")
+    add("--batches", type=_int_list, default=None, help="batch sizes (default: per device)")
+    add("--passes", type=_csv_list, default=None, help="fwd,fwdbwd (default: both)")
+    add("--no-memory", action="store_true", help="skip the peak-memory call")
+    add("--threads", type=int, default=None, help="torch.set_num_threads(N)")
+
+
+def main(args: argparse.Namespace) -> int:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but CUDA is not available", file=sys.stderr)
+        return 2
+    names = args.models or models.names()
+    unknown = [n for n in names if n not in models.MODELS]
+    bad_pass = [p for p in (args.passes or []) if p not in PASSES]
+    if unknown or bad_pass:
+        print(f"error: unknown models {unknown} / passes {bad_pass}; models: "
+              f"{models.names()}, passes: {list(PASSES)}", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out or Path("results") / env.device_slug(device) / "models"
+    out.mkdir(parents=True, exist_ok=True)
+    write_env(out, env.collect(device, roofline_ceilings=False))
+    rows = run_models(
+        names, device, out, quick=args.quick, batches=args.batches, passes=args.passes,
+        memory=not args.no_memory,
+    )  # fmt: skip
+    failed = sum(r.status != "ok" for r in rows)
+    return 1 if failed else 0

@@ -1,0 +1,155 @@
+"""``python -m bench run``: sweep every implementation over a profile's shapes.
+
+Usage::
+
+    python -m bench run [--profile smoke|quick|full] [--device cpu|cuda] [--out DIR]
+                        [--resume] [--no-profile] [--no-report]
+
+Defaults: device ``cuda`` when available, else ``cpu``; profile ``full`` on
+CUDA, ``quick`` on the CPU; ``DIR = results/<device-slug>/`` (e.g.
+``results/cpu-intel-xeon-platinum-8375c/``, ``results/nvidia-h100-80gb-hbm3/``).
+
+Writes into DIR (see :mod:`bench.store.results`): ``results.csv`` (one row per shape ×
+implementation × pass × dtype, appended and flushed as rows finish),
+``samples.jsonl`` (raw latency samples), ``benchmark.json``
+(pytest-benchmark's format, regenerated from the two), ``env.json``
+(environment + roofline ceilings), ``profile.csv`` and ``traces/`` (the
+per-operator profile, unless ``--no-profile``), then the plots and README of
+``bench.report`` (unless ``--no-report``).
+
+An interrupted run keeps its rows; ``--resume`` skips the rows already in
+``results.csv`` (key: the params columns) and appends the rest. Without
+``--resume`` the folder's results are started afresh. A failing implementation
+is recorded (``status=error``/``oom``/``mismatch``) and the sweep goes on.
+Exit code: 0 when the sweep finished (1 with ``--strict`` if any row is
+``mismatch``/``error``/``oom`` or has ``macs_match=False``; 1 if the profile
+or the report failed), 2 for unusable
+arguments, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+from pathlib import Path
+
+from ..measure import env
+from ..pipeline import run
+from ..store import results
+from ..store.benchmark_json import case_name
+from ..sweep import profiles
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        choices=list(profiles.PROFILES),
+        default=None,
+        help="sweep profile (default: quick on cpu, full on cuda)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="cpu or cuda[:N] (default: cuda if available, else cpu)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: results/<device-slug>/)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows already in OUT/results.csv and run the rest",
+    )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip the per-operator profile at the end"
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip plots and README")
+    parser.add_argument("--no-peers", action="store_true", help="leave out peer libraries (e2cnn)")
+    parser.add_argument(
+        "--impl",
+        action="append",
+        default=None,
+        metavar="VARIANT/IMPL",
+        help="only these implementations (repeatable), e.g. g/rearranged",
+    )
+    parser.add_argument(
+        "--flush-l2", action="store_true", help="CUDA: evict the L2 cache before every timed call"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads(N) for the run (default: torch's)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if any row is mismatch/error/oom or its MAC counts disagree",
+    )
+
+
+def _after_run(out_dir: Path, args) -> int:
+    """The report hook: ``bench.report.build.make_report(out_dir)`` unless ``--no-report``.
+
+    Returns 0, or 1 when the report failed (the results are kept either way).
+    """
+    if getattr(args, "no_report", False):
+        return 0
+    from ..report.build import make_report
+
+    try:
+        make_report(Path(out_dir))
+    except Exception as e:  # noqa: BLE001 - results stay; say why the report failed
+        print(f"report failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(args) -> int:
+    try:
+        device, prof = run.resolve(args.device, args.profile)
+        impls = run.select_impls(args.impl, include_peers=not args.no_peers)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else Path("results") / env.device_slug(device)
+    try:
+        done = run.run_sweep(
+            prof, device, impls, out, resume=args.resume, flush_l2=args.flush_l2,
+            with_profile=not args.no_profile, log=lambda m: print(m, flush=True),
+        )  # fmt: skip
+    except results.StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        kept = len(results.read_rows(out))
+        print(
+            f"\ninterrupted: {kept} rows kept in {out / results.RESULTS_CSV}; "
+            f"rerun with --resume to continue",
+            file=sys.stderr,
+        )
+        return 130
+    rows = results.read_rows(out)
+    code = _summary(rows, out, done.wall_s, args.strict)
+    return max(code, int(done.profile_failed), _after_run(out, args))
+
+
+def _summary(rows: list[dict], out: Path, wall_s: float, strict: bool) -> int:
+    counts = collections.Counter(r["status"] for r in rows)
+    macs_bad = [r for r in rows if r.get("macs_match") == "False"]
+    noisy = sum(r.get("noisy") == "True" for r in rows)
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"bench run: {len(rows)} rows ({parts}); {noisy} noisy; wall {wall_s:.0f} s -> {out}")
+    for r in rows:
+        if r["status"] in ("mismatch", "error"):
+            print(f"  {r['status']}: {case_name(r)}: {r['error'][:160]}")
+    for r in macs_bad:
+        print(
+            f"  macs_match=False: {case_name(r)}: formula {r['macs_formula']}, "
+            f"fvcore {r['macs_measured']} {r['macs_unsupported']}"
+        )
+    bad = macs_bad or any(s in ("mismatch", "error", "oom") for s in counts)
+    return 1 if strict and bad else 0

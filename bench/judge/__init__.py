@@ -1,0 +1,1 @@
+"""How results are judged: statistics, regression verdicts and their rendering (no torch)."""

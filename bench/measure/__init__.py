@@ -1,0 +1,1 @@
+"""How it is measured: timing, memory, MACs and the machine (no knowledge of the sweep)."""

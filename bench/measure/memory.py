@@ -1,0 +1,95 @@
+"""Working memory of one call: the CUDA allocator and NVML on a GPU, the profiler's
+allocation events on the CPU (a measurement, never only a formula; DESIGN §4).
+
+* :func:`peak_memory` — working memory of one call (CUDA: ``max_memory_allocated``
+  above what was allocated before, ``max_memory_reserved``, NVML's device-used
+  figure; CPU: :func:`cpu_peak_bytes`).
+* :func:`is_oom` — tell an out-of-memory error from other failures.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from . import env
+
+
+# ---------------------------------------------------------------------- #
+# memory
+# ---------------------------------------------------------------------- #
+def cpu_peak_bytes(step: Callable[[], object]) -> int:
+    """Peak live bytes allocated during one call of ``step`` on the CPU (measured).
+
+    Runs ``step`` once under ``torch.profiler`` with ``profile_memory=True``
+    and replays the allocator's events (``[memory]`` events: ``+nbytes`` per
+    allocation, ``-nbytes`` per free) in time order; the peak of the running
+    sum is the working memory of the call (the output included, tensors
+    allocated before the call excluded — the CPU analogue of CUDA's
+    ``max_memory_allocated() - memory_allocated()``). Allocations made outside
+    the c10 allocator (e.g. oneDNN scratch buffers) are not seen.
+    """
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # silence kineto's start/stop lines
+    from torch.profiler import ProfilerActivity, profile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            result = step()
+            del result
+    events = [
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]" and str(e.device_type()).endswith("CPU")
+    ]
+    live = peak = 0
+    for _, nbytes in sorted(events, key=lambda ev: ev[0]):
+        live += nbytes
+        peak = max(peak, live)
+    return int(peak)
+
+
+@dataclass
+class Memory:
+    """Memory of one call. Bytes; None when not available on the device."""
+
+    peak_mem_bytes: int | None = None  # working memory of the call
+    mem_reserved_bytes: int | None = None  # CUDA: max_memory_reserved
+    nvml_used_bytes: int | None = None  # CUDA: NVML device memory used
+
+
+def peak_memory(step: Callable[[], object], device: torch.device | str) -> Memory:
+    """Working memory of one call of ``step`` (call it once before, to warm up).
+
+    CUDA: ``max_memory_allocated()`` after ``reset_peak_memory_stats()``, minus
+    ``memory_allocated()`` before the call; plus ``max_memory_reserved()`` and
+    NVML's device-used figure (None without NVML). CPU: :func:`cpu_peak_bytes`.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return Memory(peak_mem_bytes=cpu_peak_bytes(step))
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    result = step()
+    torch.cuda.synchronize(device)
+    del result
+    return Memory(
+        peak_mem_bytes=int(torch.cuda.max_memory_allocated(device) - before),
+        mem_reserved_bytes=int(torch.cuda.max_memory_reserved(device)),
+        nvml_used_bytes=env.nvml_used_bytes(device),
+    )
+
+
+def is_oom(e: BaseException) -> bool:
+    """An out-of-memory error (CUDA's OutOfMemoryError, or the CPU allocator's)."""
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+    )

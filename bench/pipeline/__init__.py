@@ -1,0 +1,1 @@
+"""Whole jobs: a sweep, one shape, the paper's models, the per-operator profile."""

@@ -1,0 +1,1 @@
+"""How results are shown: plot data, plots and the README of a results folder."""

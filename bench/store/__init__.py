@@ -1,0 +1,1 @@
+"""How results are kept: the one result record and the files of a results folder."""

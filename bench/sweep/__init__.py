@@ -1,0 +1,1 @@
+"""What is swept: shapes, named profiles, the modules timed and their correctness checks."""
