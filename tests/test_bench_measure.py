@@ -221,3 +221,12 @@ def test_measure_shape_records_a_shape_that_cannot_fit():
     groups = list(driver.measure_shape(shape, impls, shapes.PASSES, Timing(), available=1))
     assert [len(g) for g in groups] == [len(impls)] * 2
     assert all(r.status == "skipped" and "GiB" in r.error for g in groups for r in g)
+
+
+def test_time_interleaved_keeps_the_round_of_every_sample():
+    t = Timing(budget_s=0.002, block_s=0.0005, min_samples=5, max_samples=9, warmup_s=0.0)
+    out = timing.time_interleaved({"a": lambda: None, "b": lambda: torch.ones(50).sum()}, "cpu", t)
+    for s in out.values():
+        assert len(s.rounds) == s.n and s.rounds == sorted(set(s.rounds))  # one sample a round
+    shared = set(out["a"].rounds) & set(out["b"].rounds)
+    assert len(shared) >= t.min_samples  # enough paired rounds for an in-run ratio

@@ -19,7 +19,7 @@ import gc
 import math
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -96,10 +96,16 @@ def synchronize(device: torch.device) -> None:
 # ---------------------------------------------------------------------- #
 @dataclass
 class Samples:
-    """Per-call latencies (seconds); each sample is one block of ``iterations`` calls."""
+    """Per-call latencies (seconds); each sample is one block of ``iterations`` calls.
+
+    ``rounds[i]`` is the round of :func:`time_interleaved` that took sample
+    ``i``: samples of different callables with the same round index were taken
+    back to back, so their ratio is a *paired* in-run comparison.
+    """
 
     per_call_s: list[float]
     iterations: int
+    rounds: list[int] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -245,6 +251,7 @@ def time_interleaved(
                     out[key] = e
                     continue
                 samples.per_call_s.append(block / iters)
+                samples.rounds.append(r)
                 spent[key] += block
                 if iters > 1 and block > 10 * timing.block_s:
                     samples.iterations = max(1, math.ceil(timing.block_s * iters / block))
@@ -259,6 +266,7 @@ def time_interleaved(
                     if isinstance(out[key], Samples):
                         t = start.elapsed_time(end) * 1e-3
                         out[key].per_call_s.append(t)
+                        out[key].rounds.append(r)
                         spent[key] += t
     finally:
         if gc_was:

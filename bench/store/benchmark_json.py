@@ -66,8 +66,15 @@ def shape_group(params: dict) -> str:
     )
 
 
-def benchmark_entry(params: dict, data: list[float], iterations: int, extra: dict) -> dict:
-    """One pytest-benchmark ``benchmarks[]`` entry (stats in seconds, raw ``data``)."""
+def benchmark_entry(
+    params: dict, data: list[float], iterations: int, extra: dict, rounds: list[int] | None = None
+) -> dict:
+    """One pytest-benchmark ``benchmarks[]`` entry (stats in seconds, raw ``data``).
+
+    ``stats["data_rounds"]`` (when known) holds the interleaving round of each
+    sample in ``data`` (:class:`bench.measure.timing.Samples`): samples of one
+    run's benchmarks with the same round were taken back to back.
+    """
     from pytest_benchmark.stats import Stats
 
     stats = Stats()
@@ -75,6 +82,8 @@ def benchmark_entry(params: dict, data: list[float], iterations: int, extra: dic
         stats.update(x)
     d = stats.as_dict()
     d["data"] = list(data)
+    if rounds is not None and len(rounds) == len(data):
+        d["data_rounds"] = [int(r) for r in rounds]
     d["iterations"] = iterations
     name = case_name(params)
     return {
@@ -133,6 +142,7 @@ def _previous_samples(out_dir: Path) -> dict[tuple, dict]:
         return {
             params_key(b["params"]): {
                 "data": b["stats"]["data"],
+                "rounds": b["stats"].get("data_rounds"),
                 "iterations": b["stats"].get("iterations", 1),
             }
             for b in doc["benchmarks"]
@@ -158,8 +168,9 @@ def write_benchmark_json(out_dir: Path, env: dict) -> Path:
             continue
         extra = {k: _number(row.get(k, "")) for k in EXTRA_INFO_KEYS}
         extra["status"] = row["status"]
+        iterations = int(rec["iterations"] or 1)
         benches.append(
-            benchmark_entry(_typed(row), rec["data"], int(rec["iterations"] or 1), extra)
+            benchmark_entry(_typed(row), rec["data"], iterations, extra, rec.get("rounds"))
         )
     doc = {
         "machine_info": machine_info(env),

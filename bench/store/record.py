@@ -138,6 +138,7 @@ class Result:
     g_in: int | None = None
     g_out: int | None = None
     samples_s: list = field(default_factory=list, repr=False)  # raw samples, not a column
+    sample_rounds: list = field(default_factory=list, repr=False)  # their rounds, not a column
 
     def __post_init__(self):
         if self.kind not in COLUMNS:
@@ -161,6 +162,7 @@ class Result:
         for name, value in samples.latency_ms().items():
             setattr(self, name, value)
         self.samples_s = list(samples.per_call_s)
+        self.sample_rounds = list(samples.rounds)
         self.latency_ms_min = min(samples.per_call_s) * 1e3
         self.iterations_per_sample = samples.iterations
 

@@ -5,9 +5,10 @@
   flushed as they finish, so an interrupted run keeps them. The key of a row
   is its params columns (:data:`bench.sweep.shapes.PARAM_KEYS`).
 * ``samples.jsonl`` — the raw per-call latency samples (seconds) of each timed
-  row, one JSON object per line, appended *before* the CSV row (the CSV is
-  what says a row is done; a duplicate sample line from an interrupted
-  write is harmless: the last one wins).
+  row and the interleaving round of each (``rounds``), one JSON object per
+  line, appended *before* the CSV row (the CSV is what says a row is done; a
+  duplicate sample line from an interrupted write is harmless: the last one
+  wins).
 * ``benchmark.json`` — regenerated from the two above in pytest-benchmark's
   JSON format by :mod:`bench.store.benchmark_json`.
 * ``env.json`` — :func:`bench.measure.env.collect` plus the run's settings.
@@ -84,6 +85,7 @@ class ResultsWriter:
             if r.samples_s:
                 line = {"params": r.params(), "iterations": r.iterations_per_sample}
                 line["data"] = r.samples_s
+                line["rounds"] = r.sample_rounds
                 self._samples.write(json.dumps(line) + "\n")
         self._flush(self._samples)
         for r in results:
