@@ -21,10 +21,14 @@ An interrupted run keeps its rows; ``--resume`` skips the rows already in
 ``results.csv`` (key: the params columns) and appends the rest. Without
 ``--resume`` the folder's results are started afresh. A failing implementation
 is recorded (``status=error``/``oom``/``mismatch``) and the sweep goes on.
+The machine is watched during the run (:mod:`bench.measure.contention`): a
+disturbed run says so on the console, in ``env.json`` (``contention``), in the
+README and in the plot titles.
+
 Exit code: 0 when the sweep finished (1 with ``--strict`` if any row is
-``mismatch``/``error``/``oom`` or has ``macs_match=False``; 1 if the profile
-or the report failed), 2 for unusable
-arguments, 130 when interrupted.
+``mismatch``/``error``/``oom`` or has ``macs_match=False``, or the run was
+disturbed; 1 if the profile or the report failed), 2 for unusable arguments,
+130 when interrupted.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import collections
 import sys
 from pathlib import Path
 
-from ..measure import env
+from ..measure import contention, env
 from ..pipeline import run
 from ..store import results
 from ..store.benchmark_json import case_name
@@ -83,7 +87,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="exit 1 if any row is mismatch/error/oom or its MAC counts disagree",
+        help="exit 1 if any row is mismatch/error/oom, its MAC counts disagree, "
+        "or the machine was disturbed during the run",
     )
 
 
@@ -133,11 +138,13 @@ def main(args) -> int:
         )
         return 130
     rows = results.read_rows(out)
-    code = _summary(rows, out, done.wall_s, args.strict)
+    code = _summary(rows, out, done.wall_s, args.strict, done.environment.get("contention"))
     return max(code, int(done.profile_failed), _after_run(out, args))
 
 
-def _summary(rows: list[dict], out: Path, wall_s: float, strict: bool) -> int:
+def _summary(
+    rows: list[dict], out: Path, wall_s: float, strict: bool, watched: dict | None = None
+) -> int:
     counts = collections.Counter(r["status"] for r in rows)
     macs_bad = [r for r in rows if r.get("macs_match") == "False"]
     noisy = sum(r.get("noisy") == "True" for r in rows)
@@ -152,4 +159,11 @@ def _summary(rows: list[dict], out: Path, wall_s: float, strict: bool) -> int:
             f"fvcore {r['macs_measured']} {r['macs_unsupported']}"
         )
     bad = macs_bad or any(s in ("mismatch", "error", "oom") for s in counts)
-    return 1 if strict and bad else 0
+    warning = contention.banner(watched)
+    if warning:
+        print(
+            f"WARNING {warning}\n  the latencies of this run are not fit to publish or to "
+            f"compare (see env.json 'contention'); rerun on a quiet machine",
+            file=sys.stderr,
+        )
+    return 1 if strict and (bad or warning) else 0

@@ -127,6 +127,35 @@ def _nvml_info(device: torch.device) -> dict:
     return info
 
 
+def gpu_state(device: torch.device | str) -> dict:
+    """NVML's clocks, throttle reasons, temperature and power now ({} without NVML).
+
+    ``throttle_reasons`` is NVML's bitmask of why the clocks are below their
+    maximum (``nvmlDeviceGetCurrentClocksThrottleReasons``; see
+    :data:`bench.measure.contention.GPU_THROTTLE_BAD`).
+    """
+    nv, handle = _nvml(), _nvml_handle(torch.device(device))
+    if handle is None:
+        return {}
+    reasons = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+        nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None
+    )
+    state = {}
+    for key, fn in (
+        ("sm_clock_mhz", lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_SM)),
+        ("sm_clock_max_mhz", lambda: nv.nvmlDeviceGetMaxClockInfo(handle, nv.NVML_CLOCK_SM)),
+        ("mem_clock_mhz", lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_MEM)),
+        ("throttle_reasons", lambda: int(reasons(handle))),
+        ("temperature_c", lambda: nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU)),
+        ("power_w", lambda: nv.nvmlDeviceGetPowerUsage(handle) / 1000),
+    ):
+        try:
+            state[key] = fn()
+        except Exception:  # noqa: BLE001 - one unreadable field leaves the others
+            pass
+    return state
+
+
 # ---------------------------------------------------------------------- #
 # environment + roofline
 # ---------------------------------------------------------------------- #

@@ -27,7 +27,7 @@ import torch
 import sepgconv
 from sepgconv import counting
 
-from ..measure import macs, memory
+from ..measure import contention, macs, memory
 from ..measure.timing import Timing, make_step, time_interleaved
 from ..store import record
 from ..store.record import Result
@@ -195,11 +195,15 @@ def measure_shape(
                 r.mem_reserved_bytes = mem.mem_reserved_bytes
                 r.nvml_used_bytes = mem.nvml_used_bytes
                 steps[(v, i)] = step
-        for key, samples in time_interleaved(steps, device, timing, flush_l2).items():
+        start = contention.read_counters()
+        timed = time_interleaved(steps, device, timing, flush_l2)
+        watched = contention.window(start, contention.read_counters(), torch.get_num_threads())
+        for key, samples in timed.items():
             if isinstance(samples, BaseException):
                 _fail(rows[key], samples, device)
             else:
                 rows[key].set_samples(samples)
+                rows[key].set_window(watched)  # the machine while this shape was timed
         del steps
         ref = rows.get(REFERENCE)
         ref_ms = ref.latency_ms_median if ref is not None and ref.status == "ok" else None

@@ -47,6 +47,7 @@ import torch
 from sepgconv import GConv2d, models, tables
 from sepgconv.counting import layer_macs
 
+from ..measure import contention
 from ..measure.memory import is_oom, peak_memory
 from ..measure.timing import Timing, make_step, time_interleaved
 from ..store.record import Result
@@ -136,13 +137,16 @@ def _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes) -
                 steps[impl] = make_step(m, x, pass_)
             except Exception as e:  # noqa: BLE001 - e.g. out of memory: recorded per impl
                 _fail(rows[impl], e)
+    start = contention.read_counters()
     samples = time_interleaved(steps, device, timing) if steps else {}
+    watched = contention.window(start, contention.read_counters(), torch.get_num_threads())
     for impl, s in samples.items():
         r = rows[impl]
         if isinstance(s, BaseException):
             _fail(r, s)
             continue
         r.set_samples(s)  # the same latency columns as bench run's rows
+        r.set_window(watched)
         if memory:
             _memory(r, steps[impl], device, static_bytes)
     ref = rows["naive"].latency_ms_median

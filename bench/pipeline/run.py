@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..measure import env
+from ..measure import contention, env
 from ..store import benchmark_json, results
 from ..sweep import profiles
 from ..sweep.profiles import Profile
@@ -99,10 +99,12 @@ def run_sweep(
         bench.store.results.StoreError: ``out`` cannot be resumed.
         KeyboardInterrupt: after the rows so far are saved.
     """
+    import torch
     from tqdm import tqdm
 
     start = time.perf_counter()
     writer = results.ResultsWriter(out, resume=resume)
+    watch = contention.RunWatch(device, torch.get_num_threads())
     environment = env.collect(device)
     environment.update(
         profile=prof.name, resumed=bool(resume), implementations=[f"{v}/{i}" for v, i in impls]
@@ -155,7 +157,20 @@ def run_sweep(
         except Exception as e:  # noqa: BLE001 - the results are written already
             log(f"profile failed: {type(e).__name__}: {e}")
             run.profile_failed = True
+    rows = results.read_rows(out)
+    environment["contention"] = watch.verdict(windows_disturbed(rows), environment)
     run.wall_s = round(time.perf_counter() - start, 1)
     environment.update(load_avg_end=env.collect_load_avg(), wall_s=run.wall_s)
     results.write_env(out, environment)
+    benchmark_json.write_benchmark_json(out, environment)  # with the verdict
     return run
+
+
+def windows_disturbed(rows: list[dict]) -> list[bool]:
+    """One flag per timing window (a shape and pass) of the timed rows."""
+    flags: dict[tuple, bool] = {}
+    for r in rows:
+        if r.get("status") == "ok" and r.get("disturbed") in ("True", "False"):
+            key = (*(r[k] for k in SHAPE_FIELDS), r["pass"])
+            flags[key] = flags.get(key, False) or r["disturbed"] == "True"
+    return list(flags.values())

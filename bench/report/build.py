@@ -104,7 +104,7 @@ def prepare(df: pd.DataFrame, source: str = "results.csv") -> pd.DataFrame:
         df[c] = df[c].astype(int)
     for c in ["group", "layer", "variant", "impl", "pass", "dtype", "device", "status"]:
         df[c] = df[c].astype(str).str.strip()
-    df["error"] = df["error"].fillna("").astype(str)
+    df["error"] = df["error"].astype(object).fillna("").astype(str)
     df["macs_match"] = _to_bool(df["macs_match"])
     df["impl_label"] = df["variant"] + "/" + df["impl"]
     return df

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..measure.contention import banner
 from . import data as R
 from . import plots
 
@@ -129,7 +130,18 @@ def _env_section(env: dict) -> str:
     rows = []
     for k in first + [k for k in env if k not in first]:
         v = env[k]
-        if isinstance(v, list):
+        if k == "contention" and isinstance(v, dict):  # the verdict, not the raw readings
+            during = v.get("during") or {}
+            v = (
+                ("disturbed: " + "; ".join(v.get("reasons") or []))
+                if v.get("disturbed")
+                else "quiet"
+            ) + (
+                f" (over the run: other processes {during.get('foreign_cpu')} cores, "
+                f"CPU pressure {during.get('psi_some')}; {v.get('rows_disturbed')} of "
+                f"{v.get('rows_total')} timing windows disturbed)"
+            )
+        elif isinstance(v, list):
             v = ", ".join(map(str, v))
         elif isinstance(v, dict):
             v = json.dumps(v)
@@ -233,6 +245,14 @@ def render_readme(res: R.Results, written: list[Path], skipped: dict[str, str]) 
         "efficiency = speedup ÷ theoretical (MAC) speedup. Only rows with status `ok` are "
         "plotted and summarised.",
     ]
+    warning = banner(res.env.get("contention"))
+    if warning:
+        reasons = res.env["contention"].get("reasons") or []
+        parts.append(
+            f"> **{warning.split(':')[0]}.** The machine was busy with other work while this "
+            "run was measured, so its latencies are not fit to publish or to compare "
+            "(`env.json` → `contention`): " + "; ".join(reasons) + "."
+        )
     if res.notes:
         parts.append("\n".join(f"> {n}" for n in res.notes))
     parts += [

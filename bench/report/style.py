@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from ..measure.contention import banner
 from . import data as R
 
 DPI = 130
@@ -56,8 +57,14 @@ def abbrev(label: str) -> str:
 
 
 def suptitle(fig, what: str, env: dict) -> None:
-    """Two lines: what the plot shows, then the device and torch version."""
-    fig.suptitle(f"{what}\n{R.device_title(env)}")
+    """What the plot shows, then the device and torch version; a disturbed run
+    (``env["contention"]``, :func:`bench.measure.contention.banner`) gets the
+    title in red with the word DISTURBED."""
+    text = f"{what}\n{R.device_title(env)}"
+    if banner(env.get("contention")):
+        fig.suptitle(f"DISTURBED RUN: not fit to publish\n{text}", color="firebrick")
+    else:
+        fig.suptitle(text)
 
 
 def tidy_log(ax, axes="xy") -> None:

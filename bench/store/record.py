@@ -27,14 +27,16 @@ from ..sweep.shapes import PARAM_KEYS
 
 #: version of the column layout of results.csv / models.csv (1: before the
 #: record was shared; 2: models.csv gained latency_ms_min and
-#: iterations_per_sample, and its ``params`` column is ``params_measured``)
-SCHEMA_VERSION = 2
+#: iterations_per_sample, and its ``params`` column is ``params_measured``;
+#: 3: both end with the contention columns foreign_cpu, wait_frac, disturbed)
+SCHEMA_VERSION = 3
 STATUSES = ("ok", "mismatch", "error", "skipped", "oom")
 MODEL_KEYS = ("model", "label", "table", "width", "impl", "pass", "batch", "device", "dtype")
 _LATENCY = (
     "latency_ms_median", "latency_ms_iqr", "latency_ms_q1", "latency_ms_q3", "latency_ms_min",
     "n_samples", "iterations_per_sample", "noisy",
 )  # fmt: skip
+_CONTENTION = ("foreign_cpu", "wait_frac", "disturbed")
 #: columns of each kind, in CSV order (each a field of Result; ``pass`` is ``pass_``)
 COLUMNS = {
     "layer": (
@@ -43,12 +45,12 @@ COLUMNS = {
         "mem_reserved_bytes", "nvml_used_bytes", "intermediate_filter_bytes",
         "intermediate_activation_bytes", "mem_estimate_bytes", "bytes_moved_formula",
         "arithmetic_intensity", "gmacs_per_s", "speedup_vs_full", "theoretical_speedup",
-        "efficiency", "g_in", "g_out",
+        "efficiency", "g_in", "g_out", *_CONTENTION,
     ),
     "model": (
         *MODEL_KEYS, "status", "error", *_LATENCY, "speedup_vs_naive", "params_measured",
         "macs", "macs_executed", "peak_mem_bytes", "peak_mem_mb", "peak_mem_with_weights_mb",
-        "mem_reserved_bytes", "paper_peak_mem_mb", "max_rel_diff_vs_naive",
+        "mem_reserved_bytes", "paper_peak_mem_mb", "max_rel_diff_vs_naive", *_CONTENTION,
     ),
 }  # fmt: skip
 KEYS = {"layer": PARAM_KEYS, "model": MODEL_KEYS}
@@ -137,6 +139,10 @@ class Result:
     max_rel_diff_vs_naive: float | None = None
     g_in: int | None = None
     g_out: int | None = None
+    # the machine during this row's timing window (bench.measure.contention)
+    foreign_cpu: float | None = None  # cores' worth of CPU used by other processes
+    wait_frac: float | None = None  # share of the window our threads waited for a CPU
+    disturbed: bool | None = None  # the window exceeded the contention thresholds
     samples_s: list = field(default_factory=list, repr=False)  # raw samples, not a column
     sample_rounds: list = field(default_factory=list, repr=False)  # their rounds, not a column
 
@@ -165,6 +171,11 @@ class Result:
         self.sample_rounds = list(samples.rounds)
         self.latency_ms_min = min(samples.per_call_s) * 1e3
         self.iterations_per_sample = samples.iterations
+
+    def set_window(self, w) -> None:
+        """The contention columns from a :class:`bench.measure.contention.Window`."""
+        self.foreign_cpu, self.wait_frac = w.foreign_cpu, w.wait_frac
+        self.disturbed = bool(w.reasons())
 
     def fail(self, status: str, error: str) -> Result:
         self.status, self.error = status, error.replace("\n", " ")[:500]

@@ -1,0 +1,289 @@
+"""Was the machine disturbed while we measured? (DESIGN §4; pyperf's system checks.)
+
+A disturbed machine makes every latency wrong at once, and the samples of a
+row cannot always tell (a steady 2× slowdown is not noisy), so the machine is
+watched directly. Two kinds of readings, all from the kernel and cheap:
+
+* :class:`Counters` — cumulative counters read at the start and end of a
+  window (a run, or the interleaved timing of one shape): the CPU time the
+  whole machine spent busy (``/proc/stat``), the CPU time of this process
+  (``os.times``), the time this process's threads waited for a CPU while
+  runnable (``/proc/self/task/*/schedstat``), the time any task waited for a
+  CPU (``/proc/pressure/cpu``, PSI) and the time the hypervisor gave our vCPUs
+  to someone else (steal). Absent files read as None: the checks that need
+  them are skipped, never guessed.
+* :func:`window` turns two readings into rates: ``foreign_cpu`` (cores' worth
+  of CPU used by *other* processes: machine busy minus ours), ``wait_frac``
+  (share of the window our threads spent waiting for a CPU, per thread),
+  ``psi_some`` (share of the window in which some task waited), ``steal_frac``.
+
+Per row the sweep keeps ``foreign_cpu`` and ``wait_frac`` of its shape's timing
+window; per run :func:`judge_run` compares everything with :data:`THRESHOLDS`
+and says *disturbed* with the reasons (console, ``env.json``, README banner,
+plot titles; ``--strict`` fails; ``bench compare`` refuses latency verdicts).
+On CUDA, NVML's clocks and throttle reasons before and after are compared too.
+
+The thresholds were chosen from runs on this project's 2-core machine, quiet
+and loaded (README, "Contention"): a quiet machine shows foreign_cpu ≈ 0.0–0.1
+cores and wait_frac < 0.02; one busy process elsewhere gives ≈ 1 core and
+wait_frac 0.3–0.5.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import asdict, dataclass
+
+#: limits above which a window counts as disturbed (see the module doc)
+THRESHOLDS = {
+    "foreign_cpu": 0.25,  # cores used by other processes during a timing window
+    "wait_frac": 0.10,  # share of the window our threads waited for a CPU
+    "psi_some": 0.10,  # share of the window some task waited for a CPU
+    "steal_frac": 0.05,  # share of CPU time the hypervisor gave to others
+    "disturbed_rows": 0.10,  # share of a run's timing windows that were disturbed
+    "ceiling_change": 0.15,  # matmul / copy ceiling, end vs start of the run
+}
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Cumulative counters at one instant (seconds; None where not readable)."""
+
+    wall_s: float
+    machine_busy_s: float | None  # all CPUs, /proc/stat (user+nice+system+irq+softirq)
+    machine_total_s: float | None  # all CPUs, busy + idle + iowait + steal
+    steal_s: float | None
+    own_cpu_s: float  # this process, user + system (all threads)
+    own_wait_s: float | None  # this process's threads, runnable but not running
+    psi_some_s: float | None  # /proc/pressure/cpu "some" total
+
+
+def _proc_stat() -> tuple[float, float, float] | tuple[None, None, None]:
+    text = _read("/proc/stat")
+    if not text or not text.startswith("cpu "):
+        return None, None, None
+    v = [int(x) for x in text.split("\n", 1)[0].split()[1:]]
+    v += [0] * (8 - len(v))
+    user, nice, system, idle, iowait, irq, softirq, steal = v[:8]  # guest is inside user
+    busy = user + nice + system + irq + softirq
+    return busy / _TICK, (busy + idle + iowait + steal) / _TICK, steal / _TICK
+
+
+def _own_wait_s() -> float | None:
+    total, seen = 0, False
+    for path in glob.glob("/proc/self/task/*/schedstat"):
+        text = _read(path)
+        if text:
+            total += int(text.split()[1])  # ns waiting on a runqueue
+            seen = True
+    return total * 1e-9 if seen else None
+
+
+def _psi_some_s() -> float | None:
+    text = _read("/proc/pressure/cpu")
+    if not text:
+        return None
+    for line in text.splitlines():
+        if line.startswith("some"):
+            fields = dict(kv.split("=") for kv in line.split()[1:])
+            return int(fields["total"]) * 1e-6
+    return None
+
+
+def read_counters() -> Counters:
+    """The counters now."""
+    busy, total, steal = _proc_stat()
+    t = os.times()
+    return Counters(
+        time.perf_counter(), busy, total, steal, t.user + t.system, _own_wait_s(), _psi_some_s()
+    )
+
+
+@dataclass(frozen=True)
+class Window:
+    """Rates over a window between two readings (None where a counter is missing)."""
+
+    seconds: float
+    foreign_cpu: float | None  # cores' worth of CPU used by other processes
+    wait_frac: float | None  # our threads' waiting time / (window × threads)
+    psi_some: float | None  # share of the window in which some task waited for a CPU
+    steal_frac: float | None  # stolen / all CPU time
+
+    def reasons(self, threads: int = 1) -> list[str]:
+        """What in this window exceeds :data:`THRESHOLDS` (empty: quiet)."""
+        out = []
+        for name in ("foreign_cpu", "wait_frac", "psi_some", "steal_frac"):
+            value = getattr(self, name)
+            if value is not None and value > THRESHOLDS[name]:
+                out.append(f"{name} {value:.2f} > {THRESHOLDS[name]:g}")
+        return out
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def window(a: Counters, b: Counters, threads: int = 1) -> Window:
+    """Rates between readings ``a`` and ``b`` (``threads``: our compute threads)."""
+    dt = max(b.wall_s - a.wall_s, 1e-9)
+
+    def delta(name):
+        x, y = getattr(a, name), getattr(b, name)
+        return None if x is None or y is None else max(y - x, 0.0)
+
+    busy, total, steal = delta("machine_busy_s"), delta("machine_total_s"), delta("steal_s")
+    own, wait, psi = delta("own_cpu_s"), delta("own_wait_s"), delta("psi_some_s")
+    foreign = None if busy is None else max(busy - own, 0.0) / dt
+    return Window(
+        seconds=dt,
+        foreign_cpu=foreign,
+        wait_frac=None if wait is None else wait / (dt * max(threads, 1)),
+        psi_some=None if psi is None else min(psi / dt, 1.0),
+        steal_frac=None if not total or steal is None else steal / total,
+    )
+
+
+def settle(seconds: float = 1.0, threads: int = 1) -> Window:
+    """Watch an idle window of ``seconds`` (before a run: is the machine quiet now?)."""
+    a = read_counters()
+    time.sleep(seconds)
+    return window(a, read_counters(), threads)
+
+
+def judge_run(
+    before: Window,
+    during: Window,
+    rows_disturbed: int,
+    rows_total: int,
+    ceilings: tuple[dict, dict] | None = None,
+    gpu: tuple[dict, dict] | None = None,
+    threads: int = 1,
+) -> dict:
+    """The run's verdict: ``{"disturbed": bool, "reasons": [...], ...}`` for env.json.
+
+    Args:
+        before: an idle window just before the run (:func:`settle`).
+        during: the whole run's window.
+        rows_disturbed, rows_total: timing windows (one per shape and pass)
+            whose own window exceeded the thresholds, and all of them.
+        ceilings: the roofline readings at the start and at the end
+            (``peak_gmacs_per_s``, ``peak_bandwidth_gb_per_s``), if measured.
+        gpu: NVML readings (:func:`bench.measure.env.gpu_state`) at the start
+            and the end, on CUDA.
+        threads: our compute threads (normalises ``wait_frac``).
+    """
+    reasons = [f"before the run: {r}" for r in before.reasons(threads)]
+    share = rows_disturbed / rows_total if rows_total else 0.0
+    if share > THRESHOLDS["disturbed_rows"]:
+        reasons.append(
+            f"{rows_disturbed} of {rows_total} timing windows disturbed "
+            f"({share:.0%} > {THRESHOLDS['disturbed_rows']:.0%})"
+        )
+    reasons += [f"over the run: {r}" for r in during.reasons(threads)]
+    if ceilings is not None:
+        start, end = ceilings
+        for key in ("peak_gmacs_per_s", "peak_bandwidth_gb_per_s"):
+            x, y = start.get(key), end.get(key)
+            if x and y and abs(y / x - 1) > THRESHOLDS["ceiling_change"]:
+                reasons.append(f"{key} moved {y / x - 1:+.0%} between start and end")
+    if gpu is not None:
+        reasons += gpu_reasons(*gpu)
+    return {
+        "disturbed": bool(reasons),
+        "reasons": reasons,
+        "before": before.as_dict(),
+        "during": during.as_dict(),
+        "rows_disturbed": rows_disturbed,
+        "rows_total": rows_total,
+        "ceilings_end": None if ceilings is None else ceilings[1],
+        "gpu_end": None if gpu is None else gpu[1],
+        "thresholds": dict(THRESHOLDS),
+    }
+
+
+#: NVML throttle reasons that mean the clocks were held down by something
+#: other than idleness or the application clock setting (nvmlClocksThrottleReason*)
+GPU_THROTTLE_BAD = {  # (0x1 idle, 0x2 application clocks, 0x4 SW power cap: normal under load)
+    0x8: "HW slowdown",
+    0x20: "SW thermal slowdown",
+    0x40: "HW thermal slowdown",
+    0x80: "HW power brake slowdown",
+}
+
+
+def gpu_reasons(start: dict, end: dict) -> list[str]:
+    """Reasons from NVML readings at the start and the end of a run (empty: fine)."""
+    out = []
+    for when, state in (("start", start), ("end", end)):
+        mask = state.get("throttle_reasons")
+        if mask:
+            names = [n for bit, n in GPU_THROTTLE_BAD.items() if mask & bit]
+            if names:
+                out.append(f"GPU throttled at the {when}: {', '.join(names)}")
+    a, b = start.get("sm_clock_mhz"), end.get("sm_clock_mhz")
+    top = end.get("sm_clock_max_mhz")
+    if b and top and b < 0.85 * top and (end.get("throttle_reasons") or 0) & ~0x1:
+        out.append(f"GPU SM clock {b} MHz at the end, {top} MHz max")
+    if a and b and abs(b / a - 1) > THRESHOLDS["ceiling_change"]:
+        out.append(f"GPU SM clock moved {a} -> {b} MHz")
+    return out
+
+
+def banner(contention: dict | None) -> str | None:
+    """One line for the console, README and plot titles, or None for a quiet run."""
+    if not contention or not contention.get("disturbed"):
+        return None
+    reasons = contention.get("reasons") or ["unknown"]
+    more = f" (+{len(reasons) - 2} more)" if len(reasons) > 2 else ""
+    return "DISTURBED RUN: " + "; ".join(reasons[:2]) + more
+
+
+class RunWatch:
+    """Watches a whole run: an idle look before, the counters over it, the
+    ceilings and GPU state at both ends; :meth:`verdict` judges it.
+
+    Args:
+        device: the timed device.
+        threads: our compute threads (``torch.get_num_threads()``).
+        settle_s: length of the idle look before the run.
+    """
+
+    def __init__(self, device: str, threads: int, settle_s: float = 1.0):
+        from . import env
+
+        self.device, self.threads = device, threads
+        self.before = settle(settle_s, threads)
+        self.gpu_start = env.gpu_state(device) if device.startswith("cuda") else None
+        self.start = read_counters()
+
+    def verdict(self, windows_disturbed: list[bool], ceilings_start: dict | None) -> dict:
+        """The run's contention verdict (see :func:`judge_run`).
+
+        Args:
+            windows_disturbed: one flag per timing window of the run.
+            ceilings_start: the roofline readings taken at the start (None: the
+                ceilings are not re-measured).
+        """
+        from . import env
+
+        during = window(self.start, read_counters(), self.threads)
+        ceilings = None
+        if ceilings_start and ceilings_start.get("peak_gmacs_per_s"):
+            ceilings = (ceilings_start, env.roofline(self.device))
+        gpu = None
+        if self.gpu_start is not None:
+            gpu = (self.gpu_start, env.gpu_state(self.device))
+        return judge_run(
+            self.before, during, sum(windows_disturbed), len(windows_disturbed),
+            ceilings, gpu, self.threads,
+        )  # fmt: skip

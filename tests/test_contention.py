@@ -1,0 +1,150 @@
+"""bench.measure.contention: the machine watched while we measure, and a disturbed run
+flagged everywhere it is shown (console, env.json, README, plots, --strict)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench import cli
+from bench.measure import contention
+from bench.measure.contention import Counters, Window
+
+
+def counters(wall, busy, total, steal, own, wait, psi):
+    return Counters(wall, busy, total, steal, own, wait, psi)
+
+
+def test_window_rates_follow_from_the_counters():
+    a = counters(10.0, 100.0, 400.0, 1.0, 5.0, 0.2, 3.0)
+    b = counters(12.0, 103.0, 404.0, 1.2, 6.0, 0.6, 3.5)  # 2 s on 2 CPUs
+    w = contention.window(a, b, threads=2)
+    assert w.seconds == pytest.approx(2.0)
+    assert w.foreign_cpu == pytest.approx((3.0 - 1.0) / 2.0)  # busy minus ours, in cores
+    assert w.wait_frac == pytest.approx(0.4 / (2.0 * 2))
+    assert w.psi_some == pytest.approx(0.25)
+    assert w.steal_frac == pytest.approx(0.2 / 4.0)
+
+
+def test_missing_counters_give_none_and_no_reason():
+    a = counters(0.0, None, None, None, 1.0, None, None)
+    b = counters(1.0, None, None, None, 2.0, None, None)
+    w = contention.window(a, b)
+    assert (w.foreign_cpu, w.wait_frac, w.psi_some, w.steal_frac) == (None, None, None, None)
+    assert w.reasons() == []
+
+
+def test_the_counters_read_on_this_machine():
+    c = contention.read_counters()
+    assert c.own_cpu_s > 0 and c.wall_s > 0
+    if os.path.exists("/proc/stat"):
+        assert c.machine_busy_s > 0 and c.machine_total_s >= c.machine_busy_s
+
+
+def test_a_busy_process_shows_as_foreign_cpu():
+    """Whatever else runs: the window's foreign CPU includes a child that spins."""
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    a = contention.read_counters()
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass"
+    subprocess.run([sys.executable, "-c", spin], check=True)
+    b = contention.read_counters()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    w = contention.window(a, b)
+    assert child_s >= 0.5
+    # /proc/stat ticks are 10 ms: allow a few ticks per CPU of rounding
+    assert w.foreign_cpu * w.seconds >= child_s - 0.1
+    assert "foreign_cpu" in " ".join(w.reasons())
+
+
+def quiet(**over) -> Window:
+    w = dict(seconds=1.0, foreign_cpu=0.0, wait_frac=0.0, psi_some=0.0, steal_frac=0.0)
+    return Window(**(w | over))
+
+
+def test_judge_run_quiet_and_each_reason():
+    assert contention.judge_run(quiet(), quiet(), 0, 50)["disturbed"] is False
+    cases = {
+        "before the run: foreign_cpu": dict(before=quiet(foreign_cpu=1.0)),
+        "timing windows disturbed": dict(rows=(10, 50)),
+        "over the run: psi_some": dict(during=quiet(psi_some=0.5)),
+        "over the run: steal_frac": dict(during=quiet(steal_frac=0.2)),
+        "peak_gmacs_per_s moved": dict(ceilings=({"peak_gmacs_per_s": 4}, {"peak_gmacs_per_s": 2})),
+    }  # fmt: skip
+    for text, case in cases.items():
+        v = contention.judge_run(
+            case.get("before", quiet()), case.get("during", quiet()), *case.get("rows", (0, 50)),
+            ceilings=case.get("ceilings"),
+        )  # fmt: skip
+        assert v["disturbed"] and any(text in r for r in v["reasons"]), text
+        assert contention.banner(v).startswith("DISTURBED RUN: ")
+    # at the threshold itself: not disturbed (5 of 50 windows = 10 %)
+    assert contention.judge_run(quiet(), quiet(), 5, 50)["disturbed"] is False
+
+
+def test_gpu_throttle_reasons():
+    idle = {"sm_clock_mhz": 1980, "sm_clock_max_mhz": 1980, "throttle_reasons": 0x1}
+    assert contention.gpu_reasons(idle, idle) == []
+    hot = dict(idle, throttle_reasons=0x40, sm_clock_mhz=1200)
+    reasons = contention.gpu_reasons(idle, hot)
+    assert any("HW thermal slowdown" in r for r in reasons)
+    assert any("1200 MHz" in r for r in reasons)
+    capped = dict(idle, throttle_reasons=0x4)  # SW power cap: normal under load
+    assert contention.gpu_reasons(capped, capped) == []
+
+
+def _smoke(tmp_path, *extra):
+    argv = ["run", "--profile", "smoke", "--device", "cpu", "--out", str(tmp_path)]
+    argv += ["--impl", "full/naive", "--impl", "gc/rearranged", "--no-profile", *extra]
+    return cli.main(argv)
+
+
+def test_a_run_records_its_verdict_and_per_row_readings(tmp_path):
+    _smoke(tmp_path, "--no-report")
+    env = json.loads((tmp_path / "env.json").read_text())
+    v = env["contention"]
+    assert set(v) >= {"disturbed", "reasons", "before", "during", "rows_disturbed", "thresholds"}
+    assert v["disturbed"] == bool(v["reasons"])
+    assert v["rows_total"] == 12  # 3 shapes x 2 groups x 2 passes, one window each
+    doc = json.loads((tmp_path / "benchmark.json").read_text())
+    assert doc["machine_info"]["sepgconv_env"]["contention"]["disturbed"] == v["disturbed"]
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert header[-3:] == ["foreign_cpu", "wait_frac", "disturbed"]
+
+
+def test_a_disturbed_run_is_flagged_everywhere(tmp_path, monkeypatch, capsys):
+    # every reading exceeds a negative limit: the run must come out disturbed
+    monkeypatch.setattr(contention, "THRESHOLDS", dict.fromkeys(contention.THRESHOLDS, -1.0))
+    assert _smoke(tmp_path) == 0  # without --strict the results stay usable
+    assert "WARNING DISTURBED RUN" in capsys.readouterr().err
+    readme = (tmp_path / "README.md").read_text()
+    assert "**DISTURBED RUN.**" in readme
+    assert _smoke(tmp_path / "strict", "--strict", "--no-report") == 1
+
+
+def test_the_report_titles_a_disturbed_run(tmp_path):
+    from bench.report import style
+
+    class Fig:
+        def suptitle(self, text, **kw):
+            self.text, self.kw = text, kw
+
+    fig = Fig()
+    style.suptitle(fig, "x", {"contention": {"disturbed": True, "reasons": ["r"]}})
+    assert fig.text.startswith("DISTURBED RUN") and fig.kw["color"] == "firebrick"
+    style.suptitle(fig, "x", {"contention": {"disturbed": False, "reasons": []}})
+    assert "DISTURBED" not in fig.text
+
+
+def test_settle_takes_the_time_it_is_given():
+    t0 = time.perf_counter()
+    w = contention.settle(0.2)
+    assert 0.19 <= time.perf_counter() - t0 and w.seconds >= 0.19
