@@ -61,6 +61,18 @@ def smoke(tmp_path_factory) -> Path:
     return out
 
 
+def test_a_repeated_smoke_run_reports_identical_peak_memory(smoke, tmp_path):
+    """Peak memory is a measurement of what the call allocates: the same rows on the
+    same machine give the same bytes, whatever the load (timings are what vary)."""
+    argv = ["run", "--profile", "smoke", "--device", "cpu", "--out", str(tmp_path)]
+    assert cli.main(argv + ["--no-report", "--no-profile"]) == 0
+    first = {shapes.params_key(r): r["peak_mem_bytes"] for r in _rows(smoke)}
+    again = {shapes.params_key(r): r["peak_mem_bytes"] for r in _rows(tmp_path)}
+    assert again.keys() == first.keys()
+    differ = {k: (first[k], again[k]) for k in first if first[k] != again[k]}
+    assert not differ, differ
+
+
 def test_smoke_csv_has_every_row_and_column(smoke):
     rows = _rows(smoke)
     assert set(REQUIRED) <= set(rows[0])
