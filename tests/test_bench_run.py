@@ -49,23 +49,28 @@ def _rows(out: Path) -> list[dict]:
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> Path:
-    """``python -m bench run --profile smoke --out tmp --no-report`` as a user types it."""
-    out = tmp_path_factory.mktemp("smoke")
+def _smoke_run(out: Path, *extra) -> subprocess.CompletedProcess:
+    """``python -m bench run --profile smoke --out OUT --no-report`` as a user types it."""
     cmd = [sys.executable, "-m", "bench", "run", "--profile", "smoke", "--device", "cpu",
-           "--out", str(out), "--no-report"]  # fmt: skip
+           "--out", str(out), "--no-report", *extra]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "bench run:" in proc.stdout
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smoke")
+    proc = _smoke_run(out)
+    assert "[W" not in proc.stderr, "a C++ warning broke into the progress output"
     return out
 
 
 def test_a_repeated_smoke_run_reports_identical_peak_memory(smoke, tmp_path):
-    """Peak memory is a measurement of what the call allocates: the same rows on the
-    same machine give the same bytes, whatever the load (timings are what vary)."""
-    argv = ["run", "--profile", "smoke", "--device", "cpu", "--out", str(tmp_path)]
-    assert cli.main(argv + ["--no-report", "--no-profile"]) == 0
+    """Peak memory is a measurement of what the call allocates: the same command on
+    the same machine gives the same bytes for every row, whatever the load."""
+    _smoke_run(tmp_path, "--no-profile")
     first = {shapes.params_key(r): r["peak_mem_bytes"] for r in _rows(smoke)}
     again = {shapes.params_key(r): r["peak_mem_bytes"] for r in _rows(tmp_path)}
     assert again.keys() == first.keys()

@@ -76,13 +76,18 @@ def make_step(
         grad_out = torch.randn(out_shape, generator=g, device=x.device).to(x.dtype)
     params = [p for p in module.parameters() if p.requires_grad]
 
-    def fwdbwd():
+    def release():
+        """Free the previous call's gradients (the step does it too, first thing)."""
         for p in params:
             p.grad = None
         if x.requires_grad:
             x.grad = None
+
+    def fwdbwd():
+        release()
         module(x).backward(grad_out)
 
+    fwdbwd.release = release
     return fwdbwd
 
 
