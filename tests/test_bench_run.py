@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +255,16 @@ def test_resume_refuses_a_csv_of_another_schema(tmp_path, capsys):
 def test_unknown_impl_is_a_usage_error(tmp_path, capsys):
     assert _run(tmp_path, "--impl", "g/nope") == 2
     assert "unknown implementation" in capsys.readouterr().err
+
+
+def test_a_default_run_writes_only_files_git_ignores():
+    """The main job must not edit tracked files: its default folder is ignored."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    target = results.LOCAL_RESULTS / "cpu-some-model" / "results.csv"
+    probe = subprocess.run(
+        ["git", "check-ignore", "-q", str(target)], cwd=ROOT, capture_output=True
+    )
+    assert probe.returncode == 0, f"{target} is not ignored by git"
+    for tool in (".venv", ".tox/py/x"):  # tox 4 writes a .venv redirect file, and .tox/
+        assert subprocess.run(["git", "check-ignore", "-q", tool], cwd=ROOT).returncode == 0

@@ -10,7 +10,7 @@ What is measured, and how: :mod:`bench.pipeline.models`. Output:
 ``DIR/models.csv`` (one row per model × impl × batch × pass, written as rows
 finish; the :class:`bench.store.record.Result` record of kind ``model``),
 ``DIR/samples.jsonl`` and ``DIR/env.json``; ``DIR`` defaults to
-``results/<device-slug>/models``. Exit code 0, or 1 when a row is
+``results/local/<device-slug>/models``. Exit code 0, or 1 when a row is
 ``mismatch``/``error``/``oom``; 2 for unusable arguments.
 """
 
@@ -26,7 +26,7 @@ from sepgconv import models
 
 from ..measure import env
 from ..pipeline.models import PASSES, run_models
-from ..store.results import write_env
+from ..store.results import LOCAL_RESULTS, write_env
 
 
 def _csv_list(text: str) -> list[str]:
@@ -40,7 +40,7 @@ def _int_list(text: str) -> list[int]:
 def configure(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--device", default=None, help="cpu or cuda[:N] (default: cuda if available, else cpu)")
-    add("--out", type=Path, default=None, help="default: results/<device-slug>/models")
+    add("--out", type=Path, default=None, help="default: results/local/<device-slug>/models")
     add("--quick", action="store_true", help="fewer samples; smaller batches on the CPU")
     add("--models", type=_csv_list, default=None, help=f"subset of: {','.join(models.names())}")
     add("--batches", type=_int_list, default=None, help="batch sizes (default: per device)")
@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = args.out or Path("results") / env.device_slug(device) / "models"
+    out = args.out or LOCAL_RESULTS / env.device_slug(device) / "models"
     out.mkdir(parents=True, exist_ok=True)
     write_env(out, env.collect(device, roofline_ceilings=False))
     rows = run_models(

@@ -5,7 +5,7 @@ the ``--c/--k/--h/--batch/--group/--layer`` given) with every implementation;
 the categories and their attribution are described in
 :mod:`bench.pipeline.profiler`. Writes ``profile.csv`` and one Chrome trace
 per implementation and pass into ``--out`` (default
-``results/<device-slug>/profile``).
+``results/local/<device-slug>/profile``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..measure import env
 from ..pipeline.profiler import run_profile
+from ..store.results import LOCAL_RESULTS
 from ..sweep import profiles
 from ..sweep.shapes import Shape
 
@@ -32,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help="output folder (default: results/<device-slug>/profile)",
+        help="output folder (default: results/local/<device-slug>/profile)",
     )
     parser.add_argument("--group", choices=["p4", "p4m"], default=None)
     parser.add_argument("--layer", choices=["group", "lifting"], default=None)
@@ -69,7 +70,7 @@ def shape_from_args(args) -> Shape:
 
 def main(args) -> int:
     shape = shape_from_args(args)
-    out = args.out or Path("results") / env.device_slug(shape.device) / "profile"
+    out = args.out or LOCAL_RESULTS / env.device_slug(shape.device) / "profile"
     path = run_profile(shape, out, out, iters=args.iters)
     print(f"profile of {shape.label()}: {path} (traces in {out})")
     return 0

@@ -6,8 +6,9 @@ Usage::
                         [--resume] [--no-profile] [--no-report]
 
 Defaults: device ``cuda`` when available, else ``cpu``; profile ``full`` on
-CUDA, ``quick`` on the CPU; ``DIR = results/<device-slug>/`` (e.g.
-``results/cpu-intel-xeon-platinum-8375c/``, ``results/nvidia-h100-80gb-hbm3/``).
+CUDA, ``quick`` on the CPU; ``DIR = results/local/<device-slug>/`` (e.g.
+``results/local/cpu-amd-epyc/``), which git ignores: a run never overwrites the
+published folders ``results/<device-slug>/``; publish one with ``--out``.
 
 Writes into DIR (see :mod:`bench.store.results`): ``results.csv`` (one row per shape ×
 implementation × pass × dtype, appended and flushed as rows finish),
@@ -56,7 +57,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--device", default=None, help="cpu or cuda[:N] (default: cuda if available, else cpu)"
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default: results/<device-slug>/)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: results/local/<device-slug>/, ignored by git)",
     )
     parser.add_argument(
         "--resume",
@@ -120,7 +124,7 @@ def main(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else Path("results") / env.device_slug(device)
+    out = Path(args.out) if args.out else results.LOCAL_RESULTS / env.device_slug(device)
     try:
         done = run.run_sweep(
             prof, device, impls, out, resume=args.resume, flush_l2=args.flush_l2,

@@ -319,11 +319,11 @@ def render_results_index(results_root: Path) -> str:
     folders = sorted(p for p in Path(results_root).iterdir() if (p / "results.csv").is_file())
     head = [
         "# Published results",
-        "One folder per device, written by `python -m bench run` (default "
-        "`--out results/<device-slug>/`): `results.csv`, `env.json`, `benchmark.json`, "
-        "`profile.csv`, and the `plots/` and `README.md` of `python -m bench report`. "
-        "This index is regenerated whenever a folder in `results/` is reported; do not edit "
-        "it by hand.",
+        "One folder per device, published with `python -m bench run --out "
+        "results/<device-slug>` (a plain run writes to the ignored `results/local/`): "
+        "`results.csv`, `env.json`, `benchmark.json`, `profile.csv`, and the `plots/` and "
+        "`README.md` of `python -m bench report`. This index is generated (it is rewritten "
+        "whenever a folder directly in `results/` is reported); do not edit it by hand.",
     ]
     if not folders:
         return "\n\n".join([*head, "_No device folders yet._"]) + "\n"

@@ -25,6 +25,9 @@ from pathlib import Path
 from ..sweep.shapes import params_key
 from .record import SCHEMA_VERSION, Result
 
+#: where runs go by default: ignored by git, so a run never overwrites the published
+#: folders (results/<device-slug>/, refreshed deliberately with --out)
+LOCAL_RESULTS = Path("results") / "local"
 RESULTS_CSV = "results.csv"
 SAMPLES_JSONL = "samples.jsonl"
 BENCHMARK_JSON = "benchmark.json"
