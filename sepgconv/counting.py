@@ -120,8 +120,9 @@ def gc_rearranged_macs(s: LayerShape) -> int:
 
 
 def layer_macs(layer, h: int, w: int, batch: int = 1) -> int:
-    """MACs the layer's implementation executes on a ``batch×…×h×w`` input."""
-    return type(layer).macs(layer.layer_shape(h, w, batch))
+    """MACs the layer's implementation executes on a ``batch×…×h×w`` input
+    (for ``impl="auto"``: the implementation it chooses for that input)."""
+    return layer.executed_impl(h, w, batch).macs(layer.layer_shape(h, w, batch))
 
 
 def layer_params(layer) -> int:
@@ -144,7 +145,8 @@ def intermediate_bytes(layer, h: int, w: int, batch: int = 1, itemsize: int | No
     """
     if itemsize is None:
         itemsize = torch.empty((), dtype=layer.dtype).element_size()
-    elements = type(layer).intermediate_elements(layer.layer_shape(h, w, batch))
+    cls = layer.executed_impl(h, w, batch)
+    elements = cls.intermediate_elements(layer.layer_shape(h, w, batch))
     return {name: n * itemsize for name, n in elements.items()}
 
 

@@ -7,22 +7,25 @@ every implementation and the constructor signature is the DESIGN §6 contract.
 Shapes (DESIGN §2): a lifting layer takes ``[B, C_in, H, W]``; a group layer
 takes ``[B, C_in, G, H, W]``; both return ``[B, C_out, G, H', W']``.
 Internally a lifting input is treated as a group map with ``G_in = 1``.
+
+Memory formats (``memory_format=``, see :mod:`sepgconv.layout`): every layer
+folds its input to ``[B, C_in·G_in, H, W]`` — a view in both formats — converts
+it once if it is not in the layer's format, and returns its output in that
+format.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import operator
 from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from sepgconv import registry
-from sepgconv.counting import LayerShape, output_size
-from sepgconv.errors import InputError
+from sepgconv import checks, layout, registry
+from sepgconv.counting import LayerShape
 from sepgconv.groups import Group, get_group
 
 
@@ -68,6 +71,11 @@ class GConv2d(nn.Module):
             or ``"valid"`` (0).
         bias: add a learnable bias per output channel, shared over the group
             axis (a bias per group element would break equivariance).
+        memory_format: ``"contiguous"`` (default) or ``"channels_last"``: the
+            layout the layer computes in, of its weights and of its output
+            (a group map in channels_last is stored ``B, H, W, C, G``; see
+            :func:`sepgconv.to_memory_format`). An input in the other layout
+            is converted once. ``impl="auto"`` also takes ``"auto"`` (time both).
 
     .. note ::
         Equivariance is exact (to rounding) on square inputs when the strided
@@ -94,6 +102,8 @@ class GConv2d(nn.Module):
     #: set by each registered subclass
     variant: ClassVar[str]
     impl: ClassVar[str]
+    #: the memory_format values this implementation accepts
+    memory_formats: ClassVar[tuple[str, ...]] = layout.FORMATS
 
     def __new__(cls, *args, variant: str | None = None, impl: str | None = None, **kwargs):
         if cls is GConv2d:
@@ -115,6 +125,7 @@ class GConv2d(nn.Module):
         stride: int = 1,
         padding: int | str = 0,
         bias: bool = True,
+        memory_format: str = "contiguous",
         device=None,
         dtype=None,
     ):
@@ -127,11 +138,14 @@ class GConv2d(nn.Module):
             )
         self.group = get_group(group)
         self.lifting = bool(lifting)
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.kernel_size = _kernel_size(kernel_size)
-        self.stride = _positive_int(stride, "stride")
-        self.padding = _padding(padding, self.kernel_size)
+        self.in_channels = checks.positive_int(in_channels, "in_channels")
+        self.out_channels = checks.positive_int(out_channels, "out_channels")
+        self.kernel_size = checks.kernel_size(kernel_size)
+        self.stride = checks.positive_int(stride, "stride")
+        self.padding = checks.padding(padding, self.kernel_size)
+        self.memory_format = layout.check_memory_format(memory_format, self.memory_formats)
+        #: the concrete format the layer computes in ("auto" tunes per input: contiguous here)
+        self._format = memory_format if memory_format in layout.FORMATS else "contiguous"
         self.g_in = 1 if self.lifting else self.group.order
         self.g_out = self.group.order
         factory = {"device": device, "dtype": dtype}
@@ -142,7 +156,9 @@ class GConv2d(nn.Module):
         # Flat gather indices (index_select: its backward is a cheap index_add, several
         # times faster than advanced indexing's accumulate-scatter on the CPU):
         #   _perm_in [G_out·G_in]: h⁻¹g;  _spatial_perm [G_out·k²]: pixel of T_h;
-        #   _expand_index [G_out·G_in·k²]: both, into a flattened [G_in·k²] filter.
+        #   _expand_index [G_out·G_in·k²]: both, into a flattened [G_in·k²] filter;
+        #   _expansion [G_out·C_in·G_in·k²]: F̃ of one output channel, written in
+        #   the conv weight's memory order (layout.expansion_index).
         k2 = self.kernel_size**2
         perm_in = self.group.filter_perm(self.g_in)  # [G_out, G_in]
         spatial_perm = self.group.spatial_perm(self.kernel_size)  # [G_out, k²]
@@ -154,6 +170,14 @@ class GConv2d(nn.Module):
         ):
             # cloned: the group caches these tables, and a buffer must not alias them
             self.register_buffer(name, index.reshape(-1).clone().to(device), persistent=False)
+        expansion = layout.expansion_index(
+            expand_index.reshape(self.g_out, -1),
+            self.in_channels,
+            self.g_in,
+            self.kernel_size,
+            self._format,
+        )
+        self.register_buffer("_expansion", expansion.to(device), persistent=False)
         self._cache: tuple | None = None
         self.reset_parameters()
 
@@ -236,6 +260,11 @@ class GConv2d(nn.Module):
             batch,
         )
 
+    def executed_impl(self, h: int, w: int, batch: int = 1) -> type:
+        """The implementation class a call on a ``batch×…×h×w`` input runs: this
+        layer's own (``impl="auto"`` answers with the one it chooses)."""
+        return type(self)
+
     def expand_filter(self) -> torch.Tensor:
         """The full filter bank F̃ as ``[C_out, G_out, C_in, G_in, k, k]``.
 
@@ -246,11 +275,9 @@ class GConv2d(nn.Module):
         return self._expand(self.filter())
 
     def _expand(self, f: torch.Tensor) -> torch.Tensor:
-        n, c, gi, k, _ = f.shape
-        # [N·C, G_out·G_in·k²]: input group axis permuted by h⁻¹, pixels by T_h.
-        e = f.reshape(n * c, gi * k * k).index_select(1, self._expand_index)
-        e = e.view(n, c, self.g_out, gi, k, k)
-        return e.permute(0, 2, 1, 3, 4, 5).reshape(n, self.g_out, c, gi, k, k)
+        # [C_out, G_out, C_in, G_in, k, k], stored so that folding it to the conv
+        # weight [C_out·G_out, C_in·G_in, k, k] is a view in the layer's format
+        return layout.expand(f, self._expansion, self.g_out, self._format)
 
     def _derived(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
         return self._build_weights(), self._bias_per_channel()
@@ -295,58 +322,32 @@ class GConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, C_in, G_in, H, W] (or [B, C_in, H, W] lifting), already checked
         b = x.shape[0]
         h, w = x.shape[-2:]
         with region("sepgconv.build_weights"):
             weights, bias = self._weights()
-        y = self._conv(x.reshape(b, self.in_channels * self.g_in, h, w), weights, bias)
+        if not layout.is_memory_format(x, self._format):  # converted here, once
+            with region("sepgconv.convert_input"):
+                x = layout.to_memory_format(x, self._format)
+        # fold G into the channels: a view (channels_last: stored B, H, W, C, G -> NHWC)
+        x = x.reshape(b, self.in_channels * self.g_in, h, w)
+        y = self._conv(x, weights, bias)  # [B, C_out·G_out, H', W'] in the layer's format
+        fmt = layout.torch_format(self._format)
+        if not y.is_contiguous(memory_format=fmt):  # (an implementation that ignored it)
+            y = y.contiguous(memory_format=fmt)
+        # unfold: a view in either format ((C_out, G_out) with G_out fastest)
         return y.view(b, self.out_channels, self.g_out, y.shape[-2], y.shape[-1])
 
     def _check_input(self, x) -> None:
-        kind = "lifting" if self.lifting else "group"
-        where = f"{type(self).__name__}({self.group.name}, {kind})"
-        if not isinstance(x, torch.Tensor):
-            raise InputError(f"{where}: expected a torch.Tensor, got {type(x).__name__}")
-        if self.lifting:
-            rank, want = 4, f"[B, C_in={self.in_channels}, H, W]"
-            hint = " (a lifting layer takes images: did you mean lifting=False?)"
-        else:
-            rank, want = 5, f"[B, C_in={self.in_channels}, G={self.g_in}, H, W]"
-            hint = " (a group layer needs the group axis: did you mean lifting=True?)"
-        if x.dim() != rank:
-            raise InputError(
-                f"{where}: expected a {rank}-D input {want}, got a {x.dim()}-D tensor of "
-                f"shape {tuple(x.shape)}{hint if x.dim() in (4, 5) else ''}"
-            )
-        if x.shape[1] != self.in_channels:
-            raise InputError(
-                f"{where}: expected {self.in_channels} input channels on axis 1 {want}, "
-                f"got {x.shape[1]} (shape {tuple(x.shape)})"
-            )
-        if not self.lifting and x.shape[2] != self.g_in:
-            raise InputError(
-                f"{where}: expected a group axis of size {self.g_in} on axis 2 {want}, "
-                f"got {x.shape[2]} (shape {tuple(x.shape)})"
-            )
-        weight = self._own_parameters()[0]  # dtype and device of all the weights
-        if x.dtype != weight.dtype:
-            raise InputError(
-                f"{where}: input dtype {x.dtype} differs from the weights' dtype {weight.dtype}; "
-                + (
-                    f"convert one of them (e.g. layer.to({x.dtype}))"
-                    if x.dtype.is_floating_point
-                    else f"convert the input (e.g. x.to({weight.dtype}))"
-                )
-            )
-        if x.device != weight.device:
-            raise InputError(
-                f"{where}: input is on {x.device} but the weights are on {weight.device}"
-            )
-        for size in x.shape[-2:]:
-            try:
-                output_size(size, self.kernel_size, self.stride, self.padding)
-            except ValueError as e:
-                raise InputError(f"{where}: {e}") from None
+        checks.check_input(self, x)
+
+    def _in_format(self, weight: torch.Tensor) -> torch.Tensor:
+        """A 4-D conv weight in the layer's memory format (no copy if it already is)."""
+        return weight.contiguous(memory_format=layout.torch_format(self._format))
 
     # ------------------------------------------------------------------ #
     # conversions
@@ -364,11 +365,22 @@ class GConv2d(nn.Module):
             stride=self.stride,
             padding=self.padding,
             bias=self.bias is not None,
+            memory_format=self.memory_format,
         )
 
-    def to_impl(self, impl: str) -> GConv2d:
-        """A layer of the same variant computed by ``impl``, sharing this one's parameters."""
+    def to_impl(self, impl: str, memory_format: str | None = None) -> GConv2d:
+        """A layer of the same variant computed by ``impl``, sharing this one's parameters.
+
+        Args:
+            impl: a registered implementation of this layer's variant.
+            memory_format: the new layer's format; by default this layer's
+                (``"contiguous"`` if that is ``"auto"`` and ``impl`` is not).
+        """
         cfg = self.config() | {"impl": impl}
+        if memory_format is not None:
+            cfg["memory_format"] = memory_format
+        elif self.memory_format not in registry.get(self.variant, impl).memory_formats:
+            cfg["memory_format"] = "contiguous"
         new = GConv2d(**cfg, device=self.device, dtype=self.dtype)
         # share the Parameter objects themselves: requires_grad and any optimiser
         # holding them carry over (the index buffers do not depend on the impl)
@@ -382,46 +394,8 @@ class GConv2d(nn.Module):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"group={self.group.name}, lifting={self.lifting}, variant={self.variant}, "
             f"impl={self.impl}, stride={self.stride}, padding={self.padding}, "
-            f"bias={self.bias is not None}"
+            f"bias={self.bias is not None}, memory_format={self.memory_format}"
         )
-
-
-def _positive_int(value, name: str) -> int:
-    try:
-        number = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or number < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return number
-
-
-def _kernel_size(k) -> int:
-    if isinstance(k, (tuple, list)):
-        if len(k) != 2 or k[0] != k[1]:
-            raise ValueError(
-                f"unsupported kernel_size {tuple(k)!r}: the kernel must be square "
-                f"(rotations map a k×k grid to itself only)"
-            )
-        k = k[0]
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"unsupported kernel_size {k!r}: must be a positive int")
-    return k
-
-
-def _padding(padding, k: int) -> int:
-    if padding == "valid":
-        return 0
-    if padding == "same":
-        if k % 2 == 0:
-            raise ValueError(
-                f"padding='same' with an even kernel_size {k} needs asymmetric padding, "
-                f"which breaks equivariance; pass an integer padding instead"
-            )
-        return k // 2
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be a non-negative int, 'same' or 'valid', got {padding!r}")
-    return padding
 
 
 __all__ = ["GConv2d", "INIT_GAIN"]

@@ -10,6 +10,11 @@ Parameter names and shapes per variant (shared by its implementations, so a
 
 Index letters: n = output channel, h = output group element, c = input
 channel, g = input group element.
+
+Every implementation computes in the layer's memory format (``self._format``):
+``_build_weights`` returns its conv weights in that format (so the eval cache
+holds them ready) and ``_conv`` receives ``x`` folded to ``[B, C_in·G_in, H, W]``
+in that format (see :mod:`sepgconv.layout`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sepgconv import counting
+from sepgconv import counting, layout
 from sepgconv.counting import LayerShape
 from sepgconv.gconv import INIT_GAIN, GConv2d, region
 from sepgconv.registry import register
@@ -30,9 +35,9 @@ class _DenseMixin:
     """Naive path: expand F̃ and run one dense conv (the reference)."""
 
     def _build_weights(self):
-        f = self.expand_filter()  # [N, Go, C, Gi, k, k]
+        f = self.expand_filter()  # [N, Go, C, Gi, k, k], stored in the layer's format
         n, go, c, gi, k, _ = f.shape
-        return (f.reshape(n * go, c * gi, k, k),)
+        return (self._in_format(f.reshape(n * go, c * gi, k, k)),)  # a view: no copy
 
     def _conv(self, x, weights, bias):
         with region("sepgconv.spatial"):
@@ -46,12 +51,8 @@ class _DenseMixin:
 # ---------------------------------------------------------------------- #
 # full
 # ---------------------------------------------------------------------- #
-@register
-class FullGConv2d(_DenseMixin, GConv2d):
-    """Full GConv (Cohen & Welling): ``F[n, c, g]`` free, one dense conv with F̃."""
-
-    variant = "full"
-    impl = "naive"
+class _FullParams:
+    """Parameters of the full GConv: ``weight [C_out, C_in, G_in, k, k]`` (F itself)."""
 
     def _make_parameters(self, factory):
         k = self.kernel_size
@@ -65,6 +66,14 @@ class FullGConv2d(_DenseMixin, GConv2d):
 
     def filter(self):
         return self.weight
+
+
+@register
+class FullGConv2d(_DenseMixin, _FullParams, GConv2d):
+    """Full GConv (Cohen & Welling): ``F[n, c, g]`` free, one dense conv with F̃."""
+
+    variant = "full"
+    impl = "naive"
 
     @staticmethod
     def intermediate_elements(s: LayerShape) -> dict[str, int]:
@@ -129,7 +138,7 @@ class GGConv2dRearranged(_GParams, GConv2d):
         # w̃[n, h, c, g] = w[n, c, h⁻¹g]: [N, C, Go, Gi] -> [(c, n, h), g, 1, 1]
         w_t = self.pointwise.index_select(2, self._perm_in).view(n, c, go, gi)
         pointwise = w_t.permute(1, 0, 2, 3).reshape(c * n * go, gi, 1, 1)
-        return pointwise, spatial
+        return self._in_format(pointwise), self._in_format(spatial)
 
     def _conv(self, x, weights, bias):
         pointwise, spatial = weights
@@ -138,7 +147,10 @@ class GGConv2dRearranged(_GParams, GConv2d):
         with region("sepgconv.pointwise"):
             xt = F.conv2d(x, pointwise, groups=c)  # [B, (c, n, h), H, W]
         with region("sepgconv.transpose"):
-            xt = xt.view(b, c, n * go, hgt, wid).transpose(1, 2).reshape(b, n * go * c, hgt, wid)
+            # [B, (c, n, h)] -> [B, (n, h), c]: the one copy of X̃, written in the layer's
+            # format (channels_last: X̃ stored B, H, W, (n, h), c, folded by a view)
+            xt = xt.view(b, c, n * go, hgt, wid).transpose(1, 2)
+            xt = layout.to_memory_format(xt, self._format).reshape(b, n * go * c, hgt, wid)
         with region("sepgconv.spatial"):
             return F.conv2d(xt, spatial, bias, self.stride, self.padding, groups=n * go)
 
@@ -204,7 +216,7 @@ class GCGConv2dRearranged(_GCParams, GConv2d):
         depthwise = depthwise.reshape(n * go, 1, k, k)
         w_t = self.pointwise.index_select(2, self._perm_in).view(n, c, go, gi)
         pointwise = w_t.permute(0, 2, 1, 3).reshape(n * go, c * gi, 1, 1)
-        return pointwise, depthwise
+        return self._in_format(pointwise), self._in_format(depthwise)
 
     def _conv(self, x, weights, bias):
         pointwise, depthwise = weights

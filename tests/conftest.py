@@ -8,6 +8,8 @@ ALL_IMPLS = sepgconv.implementations()  # every registered (variant, impl)
 # those that run on this machine's CPU (an implementation that needs a GPU or an
 # optional package is tested in its own module, and skipped there when absent)
 IMPLS = sepgconv.available_implementations("cpu")
+# impl="auto" times its candidates on the first call per key: keep that short in tests
+sepgconv.autotune.set_budget(0.02, min_rounds=2, max_rounds=4)
 
 
 def impl_id(vi):

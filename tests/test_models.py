@@ -5,6 +5,7 @@ P4 nets are rotation invariant."""
 import pytest
 import torch
 
+import sepgconv
 from sepgconv import models
 from sepgconv.models.resnet import ResNet44
 
@@ -118,7 +119,7 @@ def test_set_impl_converts_in_place_and_keeps_the_state_dict(name):
 
 def test_set_impl_on_models_without_separable_layers():
     p4 = models.build("p4cnn")
-    assert models.available_impls(p4) == ["naive"]
+    assert models.available_impls(p4) == ["naive", "auto"]  # full GConvs: naive, or auto
     assert p4.set_impl("rearranged").impl == "naive"  # full GConvs stay dense
     with pytest.raises(ValueError, match="unknown implementation"):
         p4.set_impl("fast")
@@ -196,9 +197,17 @@ def test_bench_models_cli_writes_rows(tmp_path):
     argv = ["models", "--models", "gc-p4cnn", "--batches", "2", "--passes", "fwd"]
     assert main(argv + ["--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "models.csv")))
-    assert [(r["impl"], r["status"]) for r in rows] == [("naive", "ok"), ("rearranged", "ok")]
+    runnable = {i for v, i in sepgconv.available_implementations("cpu") if v == "gc"}
+    expected = [
+        (impl, "ok" if impl in runnable else "skipped")
+        for impl in models.available_impls(models.build("gc-p4cnn"))
+    ]
+    assert [(r["impl"], r["status"]) for r in rows] == expected
+    assert all("cannot run here" in r["error"] for r in rows if r["status"] == "skipped")
+    rows = [r for r in rows if r["status"] == "ok"]
     executed = {r["impl"]: int(r["macs_executed"]) for r in rows}
-    assert executed == {"naive": 11_673_860, "rearranged": 1_798_020 + 1600 * 243}
+    assert executed["naive"] == 11_673_860 and executed["rearranged"] == 1_798_020 + 1600 * 243
+    assert executed["rearranged"] <= executed["auto"] <= executed["naive"]  # what it chose
     assert all(int(r["params_measured"]) == 3_420 and int(r["macs"]) == 1_798_020 for r in rows)
     assert all(float(r["latency_ms_median"]) > 0 and int(r["peak_mem_bytes"]) > 0 for r in rows)
     assert (tmp_path / "env.json").exists()
@@ -218,6 +227,6 @@ def test_bench_models_flags_a_mismatch():
 
 def test_build_refuses_an_unknown_impl_even_without_separable_layers():
     with pytest.raises(
-        ValueError, match=r"unknown implementation 'bogus'.*\['naive', 'rearranged'\]"
+        ValueError, match=r"unknown implementation 'bogus'.*\['naive', .*'rearranged'"
     ):
         models.build("p4cnn", impl="bogus")

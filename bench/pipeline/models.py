@@ -44,6 +44,7 @@ from pathlib import Path
 
 import torch
 
+import sepgconv
 from sepgconv import GConv2d, models, tables
 from sepgconv.counting import layer_macs
 
@@ -94,11 +95,17 @@ def bench_model(
     spec = models.get_spec(name)
     naive = models.build(name, seed=0, device=device)
     variants = {"naive": naive}
+    unavailable = {}  # impl -> why it cannot run here (e.g. Triton kernels on a CPU)
     for impl in models.available_impls(naive)[1:]:
-        variants[impl] = models.set_impl(copy.deepcopy(naive), impl)
+        why = unavailable_reason(naive, impl, device)
+        if why:
+            unavailable[impl] = why
+        else:
+            variants[impl] = models.set_impl(copy.deepcopy(naive), impl)
     params = models.count_params(naive)
     macs, layers = tables.paper_macs(naive, naive.example_input(1))
-    executed = {impl: executed_macs(m, layers) for impl, m in variants.items()}
+    # auto executes what it chooses per input: counted per row, after its timing
+    executed = {impl: executed_macs(m, layers) for impl, m in variants.items() if impl != "auto"}
     cuda = device.startswith("cuda")
     results = []
     for batch in batches:
@@ -115,17 +122,36 @@ def bench_model(
                     kind="model", model=name, label=spec.label, table=spec.table,
                     width=spec.width, impl=impl, pass_=pass_, batch=batch, device=device,
                 )  # fmt: skip
-                r.params_measured, r.macs, r.macs_executed = params, macs, executed[impl]
+                r.params_measured, r.macs = params, macs
+                r.macs_executed = executed.get(impl)
                 r.max_rel_diff_vs_naive, status, r.error = check[impl]
                 r.status = status
                 if cuda and batch == 2 and pass_ == "fwdbwd":
                     r.paper_peak_mem_mb = spec.paper_peak_mem_mb
                 rows[impl] = r
             _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes)
+            if "auto" in variants and rows["auto"].status == "ok":
+                rows["auto"].macs_executed = executed_macs(variants["auto"], layers, batch)
+            for impl, why in unavailable.items():
+                rows[impl] = Result(
+                    kind="model", model=name, label=spec.label, table=spec.table,
+                    width=spec.width, impl=impl, pass_=pass_, batch=batch, device=device,
+                    params_measured=params, macs=macs,
+                ).fail("skipped", why)  # fmt: skip
             for r in rows.values():
                 log(_line(r))
             results.extend(rows.values())
     return results
+
+
+def unavailable_reason(model: torch.nn.Module, impl: str, device: str) -> str | None:
+    """Why ``model``'s GConv layers cannot run ``impl`` on ``device`` here, or None."""
+    for _, layer in models.gconv_layers(model):
+        if (layer.variant, impl) in sepgconv.implementations():
+            why = sepgconv.get_implementation(layer.variant, impl).unavailable_reason(device)
+            if why:
+                return f"cannot run here: {why}"
+    return None
 
 
 def _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes) -> None:
@@ -168,15 +194,19 @@ def _fail(r: Result, e: BaseException) -> None:
     r.status, r.error = _failure(e)
 
 
-def executed_macs(model: torch.nn.Module, layers: list[tables.LayerMacs]) -> int:
+def executed_macs(model: torch.nn.Module, layers: list[tables.LayerMacs], batch: int = 1) -> int:
     """MACs per sample that ``model``'s implementations execute, from the layer shapes
-    of one counted forward (:func:`sepgconv.tables.paper_macs`) of the same architecture."""
+    of one counted forward (:func:`sepgconv.tables.paper_macs`) of the same architecture.
+
+    ``batch`` matters for ``impl="auto"`` only: its layers count the implementation
+    they chose for an inference call at that batch (:func:`sepgconv.counting.layer_macs`).
+    """
     modules = dict(model.named_modules())
     total = 0
     for layer in layers:
         module = modules[layer.name]
         if isinstance(module, GConv2d):
-            total += layer_macs(module, *layer.in_shape[-2:])
+            total += layer_macs(module, *layer.in_shape[-2:], batch) // batch
         else:
             total += layer.macs
     return total

@@ -1,0 +1,154 @@
+"""Memory formats of group feature maps, and the flat-index filter expansion.
+
+Memory formats
+--------------
+A layer computes in one of two memory formats (``GConv2d(memory_format=...)``):
+
+* ``"contiguous"`` — a group map ``[B, C, G, H, W]`` stored in that order
+  (NCHW once ``C·G`` is folded);
+* ``"channels_last"`` — the same logical tensor stored as ``B, H, W, (C, G)``:
+  channel ``c``, group element ``g`` at offset ``c·G + g`` of each pixel.
+
+With this convention the fold ``[B, C, G, H, W] → [B, C·G, H, W]`` that every
+layer applies to its input is a *view* in both formats (channels_last folds to
+PyTorch's NHWC ``torch.channels_last``), and a layer's ``[B, C·G, H', W']``
+output views back as ``[B, C, G, H', W']`` without a copy, so a chain of
+layers in one format never copies activations. (``torch.channels_last_3d`` is
+*not* this layout: it would store ``B, G, H, W, C``.) A lifting input
+``[B, C, H, W]`` uses ``torch.channels_last`` itself.
+
+Filter expansion
+----------------
+``F̃[n, h, c, g, p] = F[n, c, h⁻¹g, T_h⁻¹(p)]`` (p a pixel of the k×k grid) is,
+for each output channel ``n``, a gather from the ``C·G_in·k²`` filter entries
+of ``n``. :func:`expansion_index` builds one flat index that writes F̃ directly
+in the memory order the convolution wants (``(h, c, g, p)`` for contiguous
+weights, ``(h, p, c, g)`` for channels_last ones), so the expansion is a single
+``index_select`` with no permuting copy; its backward is one ``index_add``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sepgconv.errors import UnknownChoiceError
+
+#: the memory formats every implementation supports
+FORMATS = ("contiguous", "channels_last")
+
+_TORCH = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def check_memory_format(name, choices=FORMATS) -> str:
+    """Return ``name`` if it is one of ``choices``.
+
+    Raises:
+        UnknownChoiceError: naming the bad value and the valid choices.
+    """
+    if not isinstance(name, str) or name not in choices:
+        raise UnknownChoiceError(f"unknown memory_format {name!r}; valid choices: {list(choices)}")
+    return name
+
+
+def torch_format(name: str) -> torch.memory_format:
+    """The ``torch.memory_format`` of a 4-D tensor (folded map, weight) in format ``name``."""
+    return _TORCH[name]
+
+
+def to_memory_format(x: torch.Tensor, memory_format: str) -> torch.Tensor:
+    """``x`` stored in ``memory_format`` (``x`` itself when it already is).
+
+    Args:
+        x: an image batch ``[B, C, H, W]`` or a group map ``[B, C, G, H, W]``.
+        memory_format: ``"contiguous"`` or ``"channels_last"`` (for a 5-D map:
+            stored ``B, H, W, C, G``, see the module docstring).
+
+    Returns:
+        A tensor equal to ``x``; a copy only when ``x`` was in another layout.
+
+    Example:
+        >>> x = to_memory_format(torch.randn(2, 3, 4, 8, 8), "channels_last")
+        >>> x.reshape(2, 12, 8, 8).is_contiguous(memory_format=torch.channels_last)
+        True
+    """
+    check_memory_format(memory_format)
+    if x.dim() == 4:
+        return x.contiguous(memory_format=_TORCH[memory_format])
+    if x.dim() != 5:
+        raise ValueError(f"expected a 4-D or 5-D tensor, got shape {tuple(x.shape)}")
+    if is_memory_format(x, memory_format):
+        return x
+    if memory_format == "contiguous":
+        return x.contiguous()
+    # [B, C, G, H, W] -> [B, H, W, C, G] made dense, then the logical order back
+    return x.permute(0, 3, 4, 1, 2).contiguous().permute(0, 3, 4, 1, 2)
+
+
+def is_memory_format(x: torch.Tensor, memory_format: str) -> bool:
+    """Whether ``x`` (4-D or 5-D) is stored in ``memory_format`` (see :func:`to_memory_format`)."""
+    if x.dim() == 5 and memory_format == "channels_last":
+        return x.permute(0, 3, 4, 1, 2).is_contiguous()
+    return x.is_contiguous(memory_format=_TORCH[memory_format])
+
+
+def format_of(x: torch.Tensor) -> str:
+    """``"contiguous"``, ``"channels_last"`` or ``"strided"`` (any other layout)."""
+    for name in FORMATS:  # a tensor that is both (e.g. H = W = 1) counts as contiguous
+        if is_memory_format(x, name):
+            return name
+    return "strided"
+
+
+def as_format(x4: torch.Tensor, memory_format: str) -> torch.Tensor:
+    """A 4-D tensor in ``memory_format``: no-op (no copy) when it already is."""
+    return x4.contiguous(memory_format=_TORCH[memory_format])
+
+
+# ---------------------------------------------------------------------- #
+# filter expansion
+# ---------------------------------------------------------------------- #
+def expansion_index(
+    expand_index: torch.Tensor, c_in: int, g_in: int, k: int, memory_format: str
+) -> torch.Tensor:
+    """The flat gather index that writes F̃ of one output channel in conv order.
+
+    Args:
+        expand_index: ``[G_out, G_in·k²]``: ``expand_index[h, g·k² + p]`` is the
+            position in ``F[n, c]`` (flattened ``[G_in·k²]``) of ``F̃[n, h, c, g, p]``.
+        c_in, g_in, k: input channels, input group size, kernel size.
+        memory_format: the order F̃ is written in: ``"contiguous"`` gives
+            ``(h, c, g, p)``, ``"channels_last"`` gives ``(h, p, c, g)``.
+
+    Returns:
+        ``[G_out·C_in·G_in·k²]`` indices into ``F[n]`` flattened as ``(c, g, p)``.
+    """
+    g_out, m = expand_index.shape
+    k2 = k * k
+    offset = torch.arange(c_in, device=expand_index.device) * m  # start of F[n, c]
+    if memory_format == "contiguous":
+        index = offset[None, :, None] + expand_index[:, None, :]  # [h, c, (g, p)]
+    else:
+        per_h = expand_index.view(g_out, g_in, k2).transpose(1, 2)  # [h, p, g]
+        index = offset[None, None, :, None] + per_h[:, :, None, :]  # [h, p, c, g]
+    return index.reshape(-1).clone()
+
+
+def expand(f: torch.Tensor, index: torch.Tensor, g_out: int, memory_format: str) -> torch.Tensor:
+    """F̃ from F by one ``index_select`` with an :func:`expansion_index`.
+
+    Args:
+        f: the filter bank ``F [C_out, C_in, G_in, k, k]``.
+        index: ``expansion_index(..., memory_format)`` of this layer.
+        g_out: output group size.
+        memory_format: the order ``index`` writes (see :func:`expansion_index`).
+
+    Returns:
+        ``[C_out, G_out, C_in, G_in, k, k]``, a view of one new tensor; folded
+        to ``[C_out·G_out, C_in·G_in, k, k]`` it is a view that is contiguous
+        (or channels_last) as asked.
+    """
+    n, c, gi, k, _ = f.shape
+    e = f.reshape(n, c * gi * k * k).index_select(1, index)  # [N, L] in the asked order
+    if memory_format == "contiguous":
+        return e.view(n, g_out, c, gi, k, k)
+    return e.view(n, g_out, k, k, c, gi).permute(0, 1, 4, 5, 2, 3)
