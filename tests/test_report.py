@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import IMPLS as REGISTERED
 
 from bench.commands import report as report_cli
 from bench.report import build as R
@@ -32,7 +31,10 @@ from bench.report import markdown as M
 from bench.report import plots as P
 
 ROOT = Path(__file__).resolve().parents[1]
-IMPLS = [*REGISTERED, ("dense", "torch")]  # every registered implementation + nn.Conv2d
+# the implementations whose MACs and intermediates the synthetic rows model (the report
+# itself loops over whatever labels a results.csv holds), and the nn.Conv2d holding F̃
+IMPLS = [("full", "naive"), ("g", "naive"), ("g", "rearranged"), ("gc", "naive"),
+         ("gc", "rearranged"), ("dense", "torch")]  # fmt: skip
 KEYS = ["group", "layer", "c_in", "c_out", "k", "h", "w", "batch", "pass", "dtype", "device"]
 ENV = {
     "torch": "2.3.0",
@@ -308,15 +310,18 @@ def test_speedup_points_are_the_ok_non_reference_rows(res, raw):
     np.testing.assert_allclose(sorted(map(tuple, drawn)), want)
 
 
-def test_best_impl_is_the_argmin_of_latency(res, raw):
+def test_best_impl_is_the_argmin_of_latency_among_user_choices(res, raw):
     ok = _ok(raw).assign(label=lambda d: d["variant"] + "/" + d["impl"])
+    assert (ok["label"] == "dense/torch").any()  # often the fastest: not a choice users make
+    ok = ok[ok["label"] != "dense/torch"]
     want = ok.loc[ok.groupby(KEYS)["latency_ms_median"].idxmin(), KEYS + ["label"]]
     got = R.best_impl_table(res.df)
     merged = want.merge(got, on=KEYS, how="outer", indicator=True)
     assert (merged["_merge"] == "both").all()
     assert (merged["label"] == merged["best"]).all()
-    # where the dense conv failed, the best is chosen among the others
-    assert (merged["n_impls"] < len(IMPLS)).sum() == 3
+    # where a GConv failed (the oom and the mismatch of _spoil), the best is chosen
+    # among the others; the dense conv's failure does not count: it is no choice
+    assert (merged["n_impls"] < len(IMPLS) - 1).sum() == 2
 
 
 def test_best_impl_map_cells_show_the_best_and_its_speedup(res):

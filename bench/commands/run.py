@@ -83,6 +83,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--flush-l2", action="store_true", help="CUDA: evict the L2 cache before every timed call"
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time every implementation under torch.compile (inductor); compile time "
+        "is recorded apart (compile_s), the latency is of the compiled calls",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -128,6 +134,7 @@ def main(args) -> int:
     try:
         done = run.run_sweep(
             prof, device, impls, out, resume=args.resume, flush_l2=args.flush_l2,
+            compiled=args.compile,
             with_profile=not args.no_profile, log=lambda m: print(m, flush=True),
         )  # fmt: skip
     except results.StoreError as e:

@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 from ..sweep import profiles
-from ..sweep.shapes import PARAM_KEYS, PASSES, Case, Shape
+from ..sweep.shapes import FORMATS, PARAM_KEYS, PASSES, Case, Impl, Shape
 from . import driver
 
 CATEGORIES = ("filter construction", "pointwise conv", "copies/permutes", "spatial conv", "other")
@@ -48,6 +48,8 @@ LABELS = {
     "sepgconv.build_weights": "filter construction",
     "sepgconv.pointwise": "pointwise conv",
     "sepgconv.transpose": "copies/permutes",
+    "sepgconv.convert_input": "copies/permutes",  # an input in another memory format
+    "sepgconv.fused": "spatial conv",  # one fused kernel: pointwise and spatial at once
     "sepgconv.spatial": "spatial conv",
 }
 PROFILE_COLUMNS = (*PARAM_KEYS, "category", "time_ms")
@@ -138,31 +140,36 @@ def profile_step(step, device: str, iters: int, k: int, trace_path: Path | None 
 
 def profile_shape(
     shape: Shape,
-    impls: list[tuple[str, str]] | None = None,
+    impls: list[Impl] | None = None,
     passes: tuple[str, ...] = PASSES,
     trace_dir: Path | None = None,
     iters: int = 3,
 ) -> list[dict]:
-    """Profile rows (dicts with :data:`PROFILE_COLUMNS`) of every implementation on ``shape``.
+    """Profile rows (dicts with :data:`PROFILE_COLUMNS`) of every implementation on
+    ``shape``, in each memory format (so the profile shows what channels_last copies).
 
-    Implementations that fail to build, mismatch or raise are left out (with a
-    note on stdout); the profile never stops a run.
+    Implementations that cannot run here are left out silently; those that fail
+    to build, mismatch or raise are left out with a note on stdout; the profile
+    never stops a run.
     """
     impls = profiles.implementations() if impls is None else impls
+    every = [im.eager(f) for im in impls for f in FORMATS if profiles.runs_in(im, f)]
     rows = []
-    for v, i in impls:
+    for im in every:
         for p in passes:
-            case = Case(shape, v, i, p)
+            case = Case(shape, im, p)
             prepared = driver.prepare_case(case, count=False)
+            name = im.label().replace("/", "_").replace(" ", "_")
             if prepared.step is None:
                 r = prepared.result
-                print(f"profile: {v}/{i} {p} left out ({r.status}: {r.error[:120]})")
+                if r.status != "skipped":
+                    print(f"profile: {im.label()} {p} left out ({r.status}: {r.error[:120]})")
                 continue
-            trace = None if trace_dir is None else Path(trace_dir) / f"trace_{v}_{i}_{p}.json"
+            trace = None if trace_dir is None else Path(trace_dir) / f"trace_{name}_{p}.json"
             try:
                 ms = profile_step(prepared.step, shape.device, iters, shape.k, trace)
             except Exception as e:  # noqa: BLE001 - a profile never stops a run
-                print(f"profile: {v}/{i} {p} failed ({driver.describe(e)[:120]})")
+                print(f"profile: {im.label()} {p} failed ({driver.describe(e)[:120]})")
                 continue
             for category in CATEGORIES:
                 rows.append({**case.params(), "category": category, "time_ms": ms[category]})

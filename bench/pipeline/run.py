@@ -22,13 +22,13 @@ from ..measure import contention, env
 from ..store import benchmark_json, results
 from ..sweep import profiles
 from ..sweep.profiles import Profile
-from ..sweep.shapes import REFERENCE, params_key
+from ..sweep.shapes import REFERENCE, Impl, impl_of, params_key
 from . import driver
 
 SHAPE_FIELDS = ("group", "layer", "c_in", "c_out", "k", "h", "w", "batch", "dtype", "device")
 
 
-def select_impls(wanted: list[str] | None, include_peers: bool = True) -> list[tuple[str, str]]:
+def select_impls(wanted: list[str] | None, include_peers: bool = True) -> list[Impl]:
     """The implementations to sweep: all, or those named ``VARIANT/IMPL`` in ``wanted``.
 
     Raises:
@@ -37,12 +37,11 @@ def select_impls(wanted: list[str] | None, include_peers: bool = True) -> list[t
     impls = profiles.implementations(include_peers=include_peers)
     if not wanted:
         return impls
-    chosen = [tuple(s.split("/", 1)) for s in wanted]
-    unknown = [w for w in chosen if w not in impls]
+    names = [im.name for im in impls]
+    unknown = [w for w in wanted if w not in names]
     if unknown:
-        known = ", ".join(f"{v}/{i}" for v, i in impls)
-        raise ValueError(f"unknown implementation(s) {unknown}; known: {known}")
-    return [i for i in impls if i in chosen]
+        raise ValueError(f"unknown implementation(s) {unknown}; known: {', '.join(names)}")
+    return [im for im in impls if im.name in wanted]
 
 
 def resolve(device: str | None, profile: str | None) -> tuple[str, Profile]:
@@ -77,7 +76,7 @@ def reference_ms(rows: list[dict], shape) -> dict:
     out = {}
     for r in rows:
         same = all(str(r[k]) == str(getattr(shape, k)) for k in SHAPE_FIELDS)
-        if same and (r["variant"], r["impl"]) == REFERENCE and r["status"] == "ok":
+        if same and impl_of(r) == REFERENCE and r["status"] == "ok":
             out[r["pass"]] = float(r["latency_ms_median"])
     return out
 
@@ -90,6 +89,7 @@ def run_sweep(
     *,
     resume: bool = False,
     flush_l2: bool = False,
+    compiled: bool = False,
     with_profile: bool = True,
     log=print,
 ) -> SweepRun:
@@ -107,12 +107,15 @@ def run_sweep(
     watch = contention.RunWatch(device, torch.get_num_threads())
     environment = env.collect(device)
     environment.update(
-        profile=prof.name, resumed=bool(resume), implementations=[f"{v}/{i}" for v, i in impls]
+        profile=prof.name,
+        resumed=bool(resume),
+        implementations=[im.name for im in impls],
+        compiled_rows=bool(compiled),
     )
     results.write_env(out, environment)
     previous = results.read_rows(out) if resume else []
     done = results.done_keys(previous)
-    cases = prof.cases(device, impls)
+    cases = prof.cases(device, impls, compiled=compiled)
     todo = [c for c in cases if c.key() not in done]
     log(
         f"bench run: profile {prof.name} on {environment['device_name']} ({device}), "
@@ -128,7 +131,7 @@ def run_sweep(
         with writer:
             for shape, shape_cases in by_shape.items():
                 wanted = {c.key() for c in shape_cases}
-                shape_impls = list(dict.fromkeys((c.variant, c.impl) for c in shape_cases))
+                shape_impls = list(dict.fromkeys(c.impl for c in shape_cases))
                 passes = list(dict.fromkeys(c.pass_ for c in shape_cases))
                 bar.set_postfix_str(shape.label(), refresh=False)
                 for rows in driver.measure_shape(

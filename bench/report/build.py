@@ -48,6 +48,7 @@ from .data import (  # noqa: F401  (re-exported: the report's public API)
     best_map_table,
     ceilings,
     formula_mem_bytes,
+    impl_label,
     impl_order,
     ok_rows,
     profile_table,
@@ -106,7 +107,14 @@ def prepare(df: pd.DataFrame, source: str = "results.csv") -> pd.DataFrame:
         df[c] = df[c].astype(str).str.strip()
     df["error"] = df["error"].astype(object).fillna("").astype(str)
     df["macs_match"] = _to_bool(df["macs_match"])
-    df["impl_label"] = df["variant"] + "/" + df["impl"]
+    for col, default in (("memory_format", "contiguous"), ("compiled", "False")):
+        if col not in df.columns:  # results of schema < 4: contiguous, eager
+            df[col] = default
+        df[col] = df[col].fillna(default).astype(str).str.strip()
+    df["impl_label"] = [
+        impl_label(*row)
+        for row in zip(df["variant"], df["impl"], df["memory_format"], df["compiled"], strict=True)
+    ]
     return df
 
 
@@ -145,7 +153,13 @@ def load_results(results_dir: Path) -> Results:
             res.notes.append(f"profile.csv {why}: profile plot skipped.")
         else:
             prof["time_ms"] = pd.to_numeric(prof["time_ms"], errors="coerce")
-            prof["impl_label"] = prof["variant"].astype(str) + "/" + prof["impl"].astype(str)
+            fmt = prof.get("memory_format", pd.Series("contiguous", index=prof.index))
+            prof["impl_label"] = [
+                impl_label(v, i, f)
+                for v, i, f in zip(
+                    prof["variant"], prof["impl"], fmt.fillna("contiguous"), strict=True
+                )
+            ]
             res.profile = prof
     return res
 

@@ -66,12 +66,37 @@ def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"]
 
 
+KNOWN_ORDER = [
+    "full/naive", "full/auto", "g/naive", "g/rearranged", "g/fused", "g/auto", "gc/naive",
+    "gc/rearranged", "gc/fused", "gc/auto", "dense/torch",
+]  # fmt: skip
+#: (variant, impl) of rows that are not a choice a sepgconv user makes (a plain
+#: nn.Conv2d holding F̃; another library): shown, never recommended
+NOT_CHOICES = {("dense", "torch"), ("full", "e2cnn")}
+
+
+def impl_label(variant, impl, memory_format="contiguous", compiled=False) -> str:
+    """``variant/impl``, then `` cl`` (channels_last) and `` compiled`` when run so."""
+    label = f"{variant}/{impl}"
+    if memory_format == "channels_last":
+        label += " cl"
+    if str(compiled) == "True":
+        label += " compiled"
+    return label
+
+
 def impl_order(labels) -> list[str]:
     """Implementation labels in a stable order: reference first, then the
-    registry's order (full, g, gc; naive before rearranged), then the rest."""
-    known = ["full/naive", "g/naive", "g/rearranged", "gc/naive", "gc/rearranged", "dense/torch"]
+    registry's order (full, g, gc; naive, rearranged, fused, auto), each eager
+    then ``cl`` then compiled; unknown labels last, sorted."""
     present = list(dict.fromkeys(labels))
-    return [k for k in known if k in present] + sorted(k for k in present if k not in known)
+
+    def key(label: str):
+        base, *how = label.split(" ")
+        rank = KNOWN_ORDER.index(base) if base in KNOWN_ORDER else len(KNOWN_ORDER)
+        return (rank, base, " ".join(how))
+
+    return sorted(present, key=key)
 
 
 def mode(series: pd.Series):
@@ -222,15 +247,16 @@ BEST_KEYS = ["device", "pass", "group", "layer", "dtype", "batch", "h", "w", "c_
 
 
 def best_impl_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The fastest implementation of every shape (argmin of median latency
-    over its ok rows).
+    """The fastest implementation a user can choose for every shape (argmin of
+    median latency over its ok rows; ``dense/torch`` and peers are not choices,
+    :data:`NOT_CHOICES`).
 
     Columns: :data:`BEST_KEYS`, ``best`` (impl label), ``latency_ms``,
     ``speedup_vs_full`` (the best row's, from the CSV), ``n_impls`` (ok
     implementations compared).
     """
     d = ok_rows(df)
-    d = d[np.isfinite(d["latency_ms_median"])]
+    d = d[np.isfinite(d["latency_ms_median"]) & is_choice(d)]
     cols = BEST_KEYS + ["best", "latency_ms", "speedup_vs_full", "n_impls"]
     if d.empty:
         return pd.DataFrame(columns=cols)
@@ -239,6 +265,12 @@ def best_impl_table(df: pd.DataFrame) -> pd.DataFrame:
     best = best.rename(columns={"impl_label": "best", "latency_ms_median": "latency_ms"})
     n = d.groupby(BEST_KEYS)["impl_label"].nunique().rename("n_impls").reset_index()
     return best.merge(n, on=BEST_KEYS).reset_index(drop=True)[cols]
+
+
+def is_choice(df: pd.DataFrame) -> pd.Series:
+    """Rows of implementations a sepgconv user can choose (not :data:`NOT_CHOICES`)."""
+    pairs = list(zip(df["variant"], df["impl"], strict=True))
+    return pd.Series([p not in NOT_CHOICES for p in pairs], index=df.index, dtype=bool)
 
 
 def best_map_table(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:

@@ -27,13 +27,30 @@ STYLE = {
 COLORS = {
     "full/naive": "#404040", "g/naive": "#6baed6", "g/rearranged": "#08519c",
     "gc/naive": "#fd8d3c", "gc/rearranged": "#a63603", "dense/torch": "#31a354",
+    "full/auto": "#969696", "g/auto": "#9e9ac8", "gc/auto": "#fdae6b", "g/fused": "#3f007d",
+    "gc/fused": "#7f2704",
 }
 ABBREV = {
     "full/naive": "full", "g/naive": "g·n", "g/rearranged": "g·r", "gc/naive": "gc·n",
-    "gc/rearranged": "gc·r", "dense/torch": "dense",
+    "gc/rearranged": "gc·r", "dense/torch": "dense", "full/auto": "full·a", "g/auto": "g·a",
+    "gc/auto": "gc·a", "g/fused": "g·f", "gc/fused": "gc·f",
 }
 # fmt: on
-EXTRA_COLORS = ["#756bb1", "#e7298a", "#8c6d31", "#17becf", "#bcbd22"]
+# labels beyond COLORS (channels_last " cl", compiled, peers) take these in order
+EXTRA_COLORS = [
+    "#756bb1",
+    "#e7298a",
+    "#8c6d31",
+    "#17becf",
+    "#bcbd22",
+    "#d62728",
+    "#1b9e77",
+    "#e6ab02",
+    "#66a61e",
+    "#a6761d",
+    "#7570b3",
+    "#e41a1c",
+]  # fmt: skip
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 CATEGORIES = ["filter construction", "pointwise conv", "copies/permutes", "spatial conv", "other"]
 CATEGORY_COLORS = ["#8c564b", "#1f77b4", "#d62728", "#2ca02c", "#c7c7c7"]
@@ -53,7 +70,10 @@ def color_of(label: str, order: list[str]) -> str:
 
 
 def abbrev(label: str) -> str:
-    return ABBREV.get(label, label.replace("/", "·"))
+    """Short label: ``gc·r``, with ``cl`` / ``comp`` after it when run so."""
+    base, *how = label.split(" ")
+    short = ABBREV.get(base, base.replace("/", "·"))
+    return " ".join([short, *("comp" if h == "compiled" else h for h in how)])
 
 
 def suptitle(fig, what: str, env: dict) -> None:

@@ -28,8 +28,10 @@ from ..sweep.shapes import PARAM_KEYS
 #: version of the column layout of results.csv / models.csv (1: before the
 #: record was shared; 2: models.csv gained latency_ms_min and
 #: iterations_per_sample, and its ``params`` column is ``params_measured``;
-#: 3: both end with the contention columns foreign_cpu, wait_frac, disturbed)
-SCHEMA_VERSION = 3
+#: 3: both end with the contention columns foreign_cpu, wait_frac, disturbed;
+#: 4: results.csv gains memory_format and compiled among its keys, and
+#: auto_choice, tuning_s, compile_s before the contention columns)
+SCHEMA_VERSION = 4
 STATUSES = ("ok", "mismatch", "error", "skipped", "oom")
 MODEL_KEYS = ("model", "label", "table", "width", "impl", "pass", "batch", "device", "dtype")
 _LATENCY = (
@@ -45,7 +47,7 @@ COLUMNS = {
         "mem_reserved_bytes", "nvml_used_bytes", "intermediate_filter_bytes",
         "intermediate_activation_bytes", "mem_estimate_bytes", "bytes_moved_formula",
         "arithmetic_intensity", "gmacs_per_s", "speedup_vs_full", "theoretical_speedup",
-        "efficiency", "g_in", "g_out", *_CONTENTION,
+        "efficiency", "g_in", "g_out", "auto_choice", "tuning_s", "compile_s", *_CONTENTION,
     ),
     "model": (
         *MODEL_KEYS, "status", "error", *_LATENCY, "speedup_vs_naive", "params_measured",
@@ -82,6 +84,8 @@ class Result:
     group: str | None = None
     layer: str | None = None
     variant: str | None = None
+    memory_format: str = "contiguous"
+    compiled: bool = False
     c_in: int | None = None
     c_out: int | None = None
     k: int | None = None
@@ -139,6 +143,10 @@ class Result:
     max_rel_diff_vs_naive: float | None = None
     g_in: int | None = None
     g_out: int | None = None
+    # how the row ran, beyond its keys
+    auto_choice: str | None = None  # impl="auto": the implementation (and " cl") it chose
+    tuning_s: float | None = None  # impl="auto": seconds its choice took (not in the latency)
+    compile_s: float | None = None  # compiled rows: the first call, compiling (not in the latency)
     # the machine during this row's timing window (bench.measure.contention)
     foreign_cpu: float | None = None  # cores' worth of CPU used by other processes
     wait_frac: float | None = None  # share of the window our threads waited for a CPU

@@ -21,7 +21,6 @@ import os
 import torch
 
 import sepgconv
-from sepgconv import counting
 
 from .shapes import REFERENCE, Case, Shape
 
@@ -31,10 +30,17 @@ MEMORY_FRACTION = {"cpu": 0.5, "cuda": 0.9}
 
 def _intermediates(shape: Shape, variant: str, impl: str) -> dict[str, int]:
     """Formula bytes of the intermediates (``counting.intermediate_bytes``;
-    dense/torch and peers: like the full GConv)."""
-    v, i = (variant, impl) if (variant, impl) in sepgconv.implementations() else REFERENCE
+    dense/torch and peers: like the full GConv; ``auto``: the largest of the
+    implementations it may choose)."""
+    if impl == "auto":
+        options = [i for v, i in sepgconv.implementations() if v == variant and i != "auto"]
+        sizes = [_intermediates(shape, variant, i) for i in options]
+        return max(sizes, key=lambda d: d["filter"] + d["activations"])
+    v, i = (variant, impl) if (variant, impl) in sepgconv.implementations() else REFERENCE[:2]
     layer = _stand_in(shape.group, shape.layer, shape.c_in, shape.c_out, shape.k, v, i)
-    return counting.intermediate_bytes(layer, shape.h, shape.w, shape.batch, shape.itemsize)
+    cls = type(layer)
+    elements = cls.intermediate_elements(layer.layer_shape(shape.h, shape.w, shape.batch))
+    return {name: n * shape.itemsize for name, n in elements.items()}
 
 
 @functools.lru_cache(maxsize=256)
@@ -95,7 +101,7 @@ def _cpu_available_bytes() -> int:
 def unavailable_reason(case: Case) -> str | None:
     """Why the implementation of ``case`` cannot run on its device in this process
     (e.g. Triton kernels on a CPU without the interpreter), or None."""
-    key = (case.variant, case.impl)
+    key = (case.variant, case.impl.impl)
     if key not in sepgconv.implementations():
         return None  # dense/torch and peers run wherever torch does
     why = sepgconv.get_implementation(*key).unavailable_reason(case.shape.device)
@@ -107,7 +113,7 @@ def skip_reason(case: Case, available: int | None = None) -> str | None:
     why = unavailable_reason(case)
     if why:
         return why
-    need = memory_estimate_bytes(case.shape, case.variant, case.impl, case.pass_)
+    need = memory_estimate_bytes(case.shape, case.variant, case.impl.impl, case.pass_)
     have = available_memory_bytes(case.shape.device) if available is None else available
     if need > have:
         return f"needs ~{need / 2**30:.2f} GiB by formula, {have / 2**30:.2f} GiB available"

@@ -36,19 +36,26 @@ import sepgconv
 
 from ..measure.timing import Timing
 from . import peers
-from .shapes import DENSE, LOW_PRECISION, PASSES, REFERENCE, Case, Shape
+from .shapes import DENSE, FORMATS, LOW_PRECISION, PASSES, REFERENCE, Case, Impl, Shape
 
 
-def implementations(include_peers: bool = True) -> list[tuple[str, str]]:
-    """Every implementation swept: the registry, then ``dense/torch``, then peers."""
-    impls = list(sepgconv.implementations())
+def implementations(include_peers: bool = True) -> list[Impl]:
+    """Every implementation swept (eager, contiguous): the registry, then
+    ``dense/torch``, then peers. A profile's points add memory formats and
+    ``--compile`` adds compiled runs (:meth:`Profile.cases`)."""
+    impls = [Impl(v, i) for v, i in sepgconv.implementations()]
     if REFERENCE in impls:  # the reference first, so its latency is known early
         impls.remove(REFERENCE)
         impls.insert(0, REFERENCE)
     impls.append(DENSE)
     if include_peers:
-        impls.extend(peers.implementations())
+        impls.extend(Impl(v, i) for v, i in peers.implementations())
     return impls
+
+
+def runs_in(impl: Impl, memory_format: str) -> bool:
+    """Whether ``impl`` is swept in ``memory_format`` (peers: contiguous only)."""
+    return memory_format == "contiguous" or (impl.variant, impl.impl) not in peers.implementations()
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class Point:
     batch: int = 1
     layer: str = "group"
     lowp: bool = False
+    formats: tuple[str, ...] = ("contiguous",)  # memory formats every implementation runs in
 
 
 def around(base: Point, **axes) -> list[Point]:
@@ -118,21 +126,42 @@ class Profile:
 
     def shapes(self, device: str) -> list[Shape]:
         """Every shape of the profile on ``device``, without duplicates, in order."""
-        out: dict[Shape, None] = {}
+        return list(self._formats(device))
+
+    def _formats(self, device: str) -> dict[Shape, tuple[str, ...]]:
+        """``{shape: memory formats}`` (the union over the points that give the shape)."""
+        out: dict[Shape, tuple[str, ...]] = {}
         for p in self.points:
             for group in self.groups:
                 for dtype in self.dtypes(p, device):
                     s = Shape(
                         group, p.layer, p.c_in, p.c_out, p.k, p.h, p.h, p.batch, dtype, device
                     )
-                    out[s] = None
-        return list(out)
+                    seen = out.get(s, ())
+                    out[s] = seen + tuple(f for f in p.formats if f not in seen)
+        return out
 
-    def cases(self, device: str, impls: list[tuple[str, str]] | None = None) -> list[Case]:
-        """Shapes × implementations × passes (the rows of a run)."""
+    def cases(
+        self, device: str, impls: list[Impl] | None = None, compiled: bool = False
+    ) -> list[Case]:
+        """Shapes × implementations × their memory formats (× compiled, eager) × passes.
+
+        Args:
+            impls: the implementations (default :func:`implementations`); their
+                own ``memory_format``/``compiled`` are ignored: each runs in the
+                formats the shape's points ask for.
+            compiled: add a ``torch.compile`` run of every implementation and format.
+        """
         impls = implementations() if impls is None else impls
+        modes = (False, True) if compiled else (False,)
         return [
-            Case(s, v, i, p) for s in self.shapes(device) for p in self.passes for v, i in impls
+            Case(s, Impl(im.variant, im.impl, fmt, c), p)
+            for s, formats in self._formats(device).items()
+            for p in self.passes
+            for fmt in formats
+            for c in modes
+            for im in impls
+            if runs_in(im, fmt)
         ]
 
     def profile_shape(self, device: str, group: str | None = None) -> Shape:
@@ -143,9 +172,10 @@ class Profile:
 
 _SMOKE = Profile(
     name="smoke",
-    description="three tiny shapes, every implementation, both passes (seconds)",
+    description="three tiny shapes, every implementation, both passes, one in both memory "
+    "formats (seconds)",
     points=(
-        Point(4, 4, k=3, h=8),
+        Point(4, 4, k=3, h=8, formats=FORMATS),
         Point(4, 6, k=1, h=8),
         Point(3, 4, k=3, h=8, layer="lifting"),
     ),

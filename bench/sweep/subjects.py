@@ -33,7 +33,7 @@ import sepgconv
 from sepgconv import counting
 
 from . import peers
-from .shapes import DENSE, REFERENCE, Shape
+from .shapes import DENSE, REFERENCE, Impl, Shape
 from .subject import Subject, compare, run_forward, seed_of
 
 
@@ -48,6 +48,8 @@ def reference_layer(shape: Shape, variant: str) -> sepgconv.GConv2d:
 
 
 def gconv_subject(layer: sepgconv.GConv2d, shape: Shape) -> Subject:
+    """A sepgconv layer as it is timed (for ``impl="auto"`` the counts are those of
+    the implementation it chooses for inference on this shape: choosing times it)."""
     return Subject(
         variant=layer.variant,
         impl=layer.impl,
@@ -58,8 +60,11 @@ def gconv_subject(layer: sepgconv.GConv2d, shape: Shape) -> Subject:
     )
 
 
-def dense_subject(full: sepgconv.GConv2d, shape: Shape) -> Subject:
-    """``nn.Conv2d(C_in·G_in → C_out·G_out)`` holding the full GConv's F̃ (and bias)."""
+def dense_subject(
+    full: sepgconv.GConv2d, shape: Shape, memory_format: str = "contiguous"
+) -> Subject:
+    """``nn.Conv2d(C_in·G_in → C_out·G_out)`` holding the full GConv's F̃ (and bias);
+    in ``channels_last`` its weight and input are NHWC (the fair floor for that format)."""
     s = shape.layer_shape()
     conv = nn.Conv2d(
         s.c_in * s.g_in, s.c_out * s.g_out, s.k, padding=shape.padding, bias=True,
@@ -68,34 +73,52 @@ def dense_subject(full: sepgconv.GConv2d, shape: Shape) -> Subject:
     with torch.no_grad():
         conv.weight.copy_(full.expand_filter().reshape_as(conv.weight))
         conv.bias.copy_(full.bias.repeat_interleave(s.g_out))
+    fmt = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    conv = conv.to(memory_format=fmt)
     b = shape.batch
     return Subject(
-        variant=DENSE[0],
-        impl=DENSE[1],
+        variant=DENSE.variant,
+        impl=DENSE.impl,
         module=conv,
         macs_formula=counting.dense_macs(s),
         params_formula=conv.weight.numel() + conv.bias.numel(),  # the dense conv's count
-        to_input=lambda x: x.reshape(b, s.c_in * s.g_in, s.h_in, s.w_in),
-        to_output=lambda y: y.view(b, s.c_out, s.g_out, y.shape[-2], y.shape[-1]),
+        to_input=lambda x: x.reshape(b, s.c_in * s.g_in, s.h_in, s.w_in).contiguous(
+            memory_format=fmt
+        ),
+        to_output=lambda y: y.reshape(b, s.c_out, s.g_out, y.shape[-2], y.shape[-1]),
     )
 
 
-def build(shape: Shape, variant: str, impl: str, refs: dict | None = None) -> Subject:
-    """The subject of ``(variant, impl)`` on ``shape``.
+def build(shape: Shape, impl: Impl, refs: dict | None = None) -> Subject:
+    """The subject of ``impl`` (its registry entry, memory format, eager or compiled)
+    on ``shape``.
 
     Args:
         refs: a cache ``{variant: reference layer}`` shared by the
             implementations of one shape (so they share weights).
     """
     refs = {} if refs is None else refs
-    if (variant, impl) == DENSE:
-        return dense_subject(_ref(refs, shape, REFERENCE[0]), shape)
-    if (variant, impl) in sepgconv.implementations():
-        ref = _ref(refs, shape, variant)
-        # its own copy of the reference's parameters (to_impl alone would share them)
-        layer = ref if ref.impl == impl else copy.deepcopy(ref).to_impl(impl)
-        return gconv_subject(layer, shape)
-    return peers.build(shape, variant, impl)
+    key, fmt = (impl.variant, impl.impl), impl.memory_format
+    if key == DENSE[:2]:
+        subj = dense_subject(_ref(refs, shape, REFERENCE.variant), shape, fmt)
+    elif key in sepgconv.implementations():
+        ref = _ref(refs, shape, impl.variant)
+        if ref.impl == impl.impl and fmt == "contiguous":
+            layer = ref
+        else:  # its own copy of the reference's parameters (to_impl alone would share them)
+            layer = copy.deepcopy(ref).to_impl(impl.impl, memory_format=fmt)
+        subj = gconv_subject(layer, shape)
+        subj.to_input = lambda x: sepgconv.to_memory_format(x, fmt)
+    else:
+        subj = peers.build(shape, impl.variant, impl.impl)
+    if impl.compiled:
+        # one shape compiles each implementation for two passes and two formats: more
+        # versions of GConv2d.forward than dynamo's default limit of 8 (the driver
+        # resets dynamo between shapes)
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        # auto chooses outside any graph: a graph break where it has not chosen yet
+        subj.module = torch.compile(subj.module, fullgraph=impl.impl != "auto")
+    return subj
 
 
 def _ref(refs: dict, shape: Shape, variant: str) -> sepgconv.GConv2d:
@@ -158,6 +181,6 @@ def check(subject: Subject, references: References) -> str | None:
     x, shape = references.x, references.shape
     if subject.check == "equivariance":
         return peers.check_equivariance(subject, x, shape)
-    variant = REFERENCE[0] if (subject.variant, subject.impl) == DENSE else subject.variant
+    variant = REFERENCE[0] if (subject.variant, subject.impl) == DENSE[:2] else subject.variant
     what = f"{subject.variant}/{subject.impl} vs the {variant} reference (independent F̃)"
     return compare(run_forward(subject, x), references.output(variant), shape, what)
