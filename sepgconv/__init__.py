@@ -15,6 +15,7 @@ blocks for the paper's networks, :mod:`sepgconv.counting` and
 
 from sepgconv import auto as _auto  # noqa: F401  (registers impl="auto" for every variant)
 from sepgconv import autotune
+from sepgconv import fused as _fused  # noqa: F401  (registers the fused implementations)
 from sepgconv import impls as _impls  # noqa: F401  (registers the implementations)
 from sepgconv.blocks import GroupBatchNorm, GroupMaxPool2d, GroupPool
 from sepgconv.errors import InputError, UnknownChoiceError

@@ -100,7 +100,12 @@ class _Auto:
         return [
             (impl, fmt)
             for variant, impl in registry.available(x.device)
-            if variant == self.variant and impl != self.impl
+            if variant == self.variant
+            and impl != self.impl
+            # interpreted Triton kernels are a correctness tool: never timed
+            and not getattr(registry.get(variant, impl), "is_interpreted", lambda d: False)(
+                x.device
+            )
             for fmt in formats
             if fmt in registry.get(variant, impl).memory_formats
         ]
@@ -243,10 +248,25 @@ def _tracer_paused():
         torch._C._set_tracing_state(state)
 
 
-@torch.compiler.disable
+def _interpreted(cls: type, device) -> bool:
+    """Interpreted Triton kernels are a correctness tool: never timed, never chosen."""
+    check = getattr(cls, "is_interpreted", None)
+    return bool(check(device)) if check is not None else False
+
+
 def _choose_outside_graph(layer: _Auto, x: torch.Tensor) -> GConv2d:
-    # runs eagerly (a graph break under torch.compile): times or looks up the choice
-    return layer._choose(x)
+    """Time or look up the choice eagerly: a graph break under torch.compile.
+
+    ``torch.compiler.disable`` is applied on first use, not at import: it loads
+    torch._dynamo, which imports Triton when installed (``import sepgconv``
+    stays light)."""
+    global _eager_choose
+    if _eager_choose is None:
+        _eager_choose = torch.compiler.disable(lambda lay, inp: lay._choose(inp))
+    return _eager_choose(layer, x)
+
+
+_eager_choose = None
 
 
 @register

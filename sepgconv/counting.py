@@ -186,6 +186,14 @@ def measure_macs(module: torch.nn.Module, *inputs, op_handles: dict | None = Non
     """
     from fvcore.nn import FlopCountAnalysis
 
+    from sepgconv import registry
+
+    # ops that registered implementations add (e.g. the fused kernel's custom op)
+    handles = {}
+    for variant, impl in registry.implementations():
+        handles.update(getattr(registry.get(variant, impl), "fvcore_handles", None) or {})
+    handles.update(op_handles or {})
+    op_handles = handles
     was_training = module.training
     module.eval()
     try:

@@ -72,7 +72,11 @@ def test_same_padding_stride1_is_the_section34_count(vi):
     layer = GConv2d(6, 7, 5, group="p4m", variant=vi[0], impl=vi[1], padding="same")
     impl = layer.executed_impl(12, 12).impl  # impl="auto": the one it runs at 12×12
     computed = vi[0] if impl != "naive" else "full"  # naive g/gc run the full conv
-    assert counting.layer_macs(layer, 12, 12) == macs_section34(computed, 6, 7, 8, 8, 5, 12, 12)
+    section34 = macs_section34(computed, 6, 7, 8, 8, 5, 12, 12)
+    if impl == "fused":  # its tiles recompute their halos' X̃: more, never less
+        assert counting.layer_macs(layer, 12, 12) >= section34
+    else:
+        assert counting.layer_macs(layer, 12, 12) == section34
 
 
 def test_reduction_factors_of_section34():

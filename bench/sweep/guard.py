@@ -104,7 +104,10 @@ def unavailable_reason(case: Case) -> str | None:
     key = (case.variant, case.impl.impl)
     if key not in sepgconv.implementations():
         return None  # dense/torch and peers run wherever torch does
-    why = sepgconv.get_implementation(*key).unavailable_reason(case.shape.device)
+    cls = sepgconv.get_implementation(*key)
+    why = cls.unavailable_reason(case.shape.device)
+    if why is None and getattr(cls, "is_interpreted", lambda d: False)(case.shape.device):
+        why = "Triton's interpreter: a correctness tool, never timed"
     return None if why is None else f"cannot run here: {why}"
 
 

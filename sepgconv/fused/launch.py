@@ -1,0 +1,298 @@
+"""Kernel launchers: decorate the kernels per mode, pick tiles and blocks, launch.
+
+Imported (and Triton with it) only when a fused layer runs. Two kernel sets,
+built on first use and cached:
+
+* compiled (``TRITON_INTERPRET`` unset): ``triton.jit`` plus ``triton.autotune``
+  over a few channel-block / warp configurations, keyed on the layer shape;
+* interpreted (``TRITON_INTERPRET=1``): ``triton.jit`` under the interpreter, one
+  fixed configuration (:data:`INTERPRETER_META`; the autotuner would time every
+  configuration, and interpreted timings mean nothing).
+
+The spatial tiles are not autotuned: they come from
+:func:`sepgconv.fused.tiling.plan`, a function of the shape only, so the MAC
+count of a call does not depend on the device.
+
+Index arithmetic: per-image / per-channel bases are int64 in the kernels;
+in-plane offsets (``< H·W``, ``< H_out·W_out``) and weight offsets
+(``< C_in·G_in·C_out·G_out·k²``) are int32, checked here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from sepgconv.fused import kernels_bwd, kernels_fwd
+from sepgconv.fused._runtime import check_available, interpret_enabled
+from sepgconv.fused.tiling import cdiv, input_plan, next_pow2, plan
+
+#: the one configuration the interpreter runs (tests may monkeypatch smaller
+#: blocks to exercise the multi-block loops)
+INTERPRETER_META = {"BLOCK_NH": 64, "BLOCK_K": 16, "BLOCK_CG": 16}
+#: how many ways the interpreter splits the weight-gradient reduction
+INTERPRETER_SPLITS = 2
+_INT32_MAX = 2**31 - 1
+
+
+# ---------------------------------------------------------------------- #
+# kernel sets
+# ---------------------------------------------------------------------- #
+def _configs(blocks: list[dict], warps=(4, 8), stages=(1,)) -> list[triton.Config]:
+    # num_stages=1 by default: the loops load k² shifted tiles per step, and software
+    # pipelining them (the default 3 stages) overflows shared memory (checked on sm_90)
+    return [
+        triton.Config(dict(b), num_warps=w, num_stages=s)
+        for b in blocks
+        for w in warps
+        for s in stages
+    ]
+
+
+def _prune_nh(configs, named_args, **kwargs):
+    # a channel block wider than the padded channel count only adds masked lanes
+    cap = max(16, next_pow2(named_args["NH"]))
+    kept = [c for c in configs if c.kwargs["BLOCK_NH"] <= cap]
+    return kept or configs[:1]
+
+
+_SHAPE = ["NH", "H", "W", "STRIDE", "PAD", "K"]
+#: name -> (raw kernel, autotune configs, autotune key: argument names)
+_KERNELS = {
+    "fwd": (
+        kernels_fwd.fused_gconv_fwd_kernel,
+        _configs([{"BLOCK_NH": n, "BLOCK_K": 32} for n in (16, 32, 64)], stages=(1, 2)),
+        ["C_IN", "G_IN", "IS_GC", *_SHAPE],
+    ),
+    "g_dx": (
+        kernels_bwd.fused_g_dx_kernel,
+        _configs([{"BLOCK_NH": n} for n in (16, 32, 64)]),
+        ["C_IN", "G_IN", *_SHAPE],
+    ),
+    "gc_dx": (
+        kernels_bwd.fused_gc_dx_kernel,
+        _configs([{"BLOCK_NH": n, "BLOCK_CG": m} for n in (32, 64) for m in (32, 64)]),
+        ["CG", *_SHAPE],
+    ),
+    "g_wgrad": (
+        kernels_bwd.fused_g_wgrad_kernel,
+        _configs([{"BLOCK_NH": n} for n in (16, 32)]),
+        ["B", "C_IN", "G_IN", "SPLITS", *_SHAPE],
+    ),
+    "gc_dk": (
+        kernels_bwd.fused_gc_dk_kernel,
+        _configs([{"BLOCK_NH": n, "BLOCK_K": 32} for n in (16, 32, 64)]),
+        ["B", "CG", "SPLITS", *_SHAPE],
+    ),
+    "gc_dw": (
+        kernels_bwd.fused_gc_dw_kernel,
+        _configs([{"BLOCK_NH": n, "BLOCK_CG": m} for n in (32, 64) for m in (32, 64)]),
+        ["B", "CG", "SPLITS", *_SHAPE],
+    ),
+}
+
+
+@functools.lru_cache(maxsize=2)
+def _kernel_set(interpret: bool) -> dict:
+    """The kernels of one mode. ``triton.jit`` reads ``TRITON_INTERPRET`` when it
+    decorates, so the decoration happens here, with the variable as the caller saw it."""
+    out = {}
+    for name, (raw, configs, key) in _KERNELS.items():
+        if interpret:
+            out[name] = triton.jit(raw)
+        else:
+            out[name] = triton.autotune(
+                configs=configs, key=key, prune_configs_by={"early_config_prune": _prune_nh}
+            )(triton.jit(raw))
+    return out
+
+
+def _kernels():
+    interpret = interpret_enabled()
+    return _kernel_set(interpret), interpret
+
+
+def _meta(interpret: bool, nh: int, *names: str) -> dict:
+    """Explicit block sizes in the interpreter; {} when autotuned."""
+    if not interpret:
+        return {}
+    meta = {n: INTERPRETER_META[n] for n in names}
+    if "BLOCK_NH" in meta:
+        meta["BLOCK_NH"] = min(meta["BLOCK_NH"], max(16, next_pow2(nh)))
+    return meta
+
+
+def _num_sms(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _splits(interpret: bool, device, items: int, programs_per_split: int) -> int:
+    """Ways to split the (b, tile) items of a weight-gradient reduction."""
+    if interpret:
+        return max(1, min(INTERPRETER_SPLITS, items))
+    target = 4 * _num_sms(device)
+    return max(1, min(items, cdiv(target, max(1, programs_per_split)), 256))
+
+
+def _acc_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _precision(device: torch.device, dtype: torch.dtype) -> str:
+    # tl.dot in fp32 follows the switch cuDNN's convolutions (the naive path) follow
+    if device.type == "cuda" and dtype != torch.float64 and torch.backends.cudnn.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def _check_sizes(x: torch.Tensor, wt: torch.Tensor, kt: torch.Tensor, nh: int, h_out, w_out):
+    h, w = x.shape[-2:]
+    if h * w > _INT32_MAX or h_out * w_out > _INT32_MAX or wt.numel() > _INT32_MAX:
+        raise ValueError("impl='fused': a feature map plane or the weights exceed 2**31 elements")
+    if kt.numel() > _INT32_MAX:
+        raise ValueError("impl='fused': the spatial weights exceed 2**31 elements")
+    if x.shape[0] > 65535:
+        raise ValueError("impl='fused': batch sizes above 65535 are not supported (grid axis 2)")
+
+
+def _plan(variant_gc: bool, k, stride, padding, h, w, c_in, g_in):
+    return plan(k, stride, padding, h, w, c_in * g_in if variant_gc else g_in)
+
+
+# ---------------------------------------------------------------------- #
+# forward
+# ---------------------------------------------------------------------- #
+def forward(x, wt, kt, bias, *, gc: bool, k: int, stride: int, padding: int, g_in: int):
+    """``y [B, NH, H_out, W_out]`` from ``x [B, C_in·G_in, H, W]`` (layouts: kernels_fwd)."""
+    check_available(x.device)
+    kernels, interpret = _kernels()
+    x = x.contiguous()  # e.g. channels_last input: the kernel indexes NCHW
+    wt, kt = wt.contiguous(), kt.contiguous()
+    b, cg, h, w = x.shape
+    c_in, nh = cg // g_in, wt.shape[1]
+    pl = _plan(gc, k, stride, padding, h, w, c_in, g_in)
+    _check_sizes(x, wt, kt, nh, pl.h_out, pl.w_out)
+    y = torch.empty(b, nh, pl.h_out, pl.w_out, device=x.device, dtype=x.dtype)
+    has_bias = bias is not None
+    bias = bias.contiguous() if has_bias else wt  # any pointer when there is no bias
+
+    def grid(meta):
+        return (pl.tiles, cdiv(nh, meta["BLOCK_NH"]), b)
+
+    kernels["fwd"][grid](
+        x, wt, kt, bias, y,
+        c_in, nh, h, w, pl.h_out, pl.w_out, pl.tiles_w,
+        STRIDE=stride, PAD=padding, K=k, G_IN=g_in,
+        TH=pl.th, TW=pl.tw, ES=pl.es, HH=pl.hh, HW=pl.hw,
+        HALO_PIX=pl.halo_pix, OUT_PIX=pl.out_pix,
+        IS_GC=gc, USE_DOT=gc and cg >= 16, HAS_BIAS=has_bias,
+        ACC=_acc_dtype(x.dtype), PRECISION=_precision(x.device, x.dtype),
+        **_meta(interpret, nh, "BLOCK_NH", "BLOCK_K"),
+    )  # fmt: skip
+    return y
+
+
+# ---------------------------------------------------------------------- #
+# backward
+# ---------------------------------------------------------------------- #
+def backward(dy, x, wt, kt, *, gc, k, stride, padding, g_in, need_x: bool, need_w: bool):
+    """``(dx, dwt, dkt)`` for the derived weights; ``None`` for what is not needed.
+
+    ``dwt``/``dkt`` have the shapes of ``wt``/``kt``; the bias gradient is a
+    plain ``dy.sum((0, 2, 3))`` in the caller.
+    """
+    check_available(dy.device)
+    kernels, interpret = _kernels()
+    dy, x = dy.contiguous(), x.contiguous()
+    wt, kt = wt.contiguous(), kt.contiguous()
+    b, cg, h, w = x.shape
+    c_in, nh = cg // g_in, wt.shape[1]
+    h_out, w_out = dy.shape[-2:]
+    _check_sizes(x, wt, kt, nh, h_out, w_out)
+    acc, prec = _acc_dtype(x.dtype), _precision(x.device, x.dtype)
+    acc_torch = torch.float64 if x.dtype == torch.float64 else torch.float32
+    common = dict(STRIDE=stride, PAD=padding, K=k, ACC=acc)
+    dx = dwt = dkt = None
+
+    if need_x:
+        tih, tiw = input_plan(h, w)
+        tiles_w = cdiv(w, tiw)
+        tiles = cdiv(h, tih) * tiles_w
+        dx = torch.empty_like(x)
+        if gc:
+
+            def grid(meta):
+                return (tiles, cdiv(cg, meta["BLOCK_CG"]), b)
+
+            kernels["gc_dx"][grid](
+                dy, wt, kt, dx, cg, nh, h, w, h_out, w_out, tiles_w,
+                TIH=tih, TIW=tiw, PRECISION=prec, **common,
+                **_meta(interpret, nh, "BLOCK_NH", "BLOCK_CG"),
+            )  # fmt: skip
+        else:
+
+            def grid(meta):
+                return (tiles, c_in, b)
+
+            kernels["g_dx"][grid](
+                dy, wt, kt, dx, c_in, nh, h, w, h_out, w_out, tiles_w,
+                G_IN=g_in, G_PAD=next_pow2(g_in), TIH=tih, TIW=tiw, **common,
+                **_meta(interpret, nh, "BLOCK_NH"),
+            )  # fmt: skip
+
+    if need_w:
+        pl = _plan(gc, k, stride, padding, h, w, c_in, g_in)
+        halo = dict(
+            TH=pl.th, TW=pl.tw, ES=pl.es, HH=pl.hh, HW=pl.hw,
+            HALO_PIX=pl.halo_pix, OUT_PIX=pl.out_pix, KK_PAD=next_pow2(k * k),
+        )  # fmt: skip
+        nh_blocks = cdiv(nh, 32)  # what the split count assumes; the grid uses the real block
+        if gc:
+            s = _splits(interpret, x.device, b * pl.tiles, nh_blocks)
+            dk_part = torch.empty(s, k * k, nh, device=x.device, dtype=acc_torch)
+
+            def grid(meta):
+                return (cdiv(nh, meta["BLOCK_NH"]), s)
+
+            kernels["gc_dk"][grid](
+                x, dy, wt, dk_part, b, cg, nh, h, w, h_out, w_out, pl.tiles_w, pl.tiles, s,
+                USE_DOT=cg >= 16, PRECISION=prec, **halo, **common,
+                **_meta(interpret, nh, "BLOCK_NH", "BLOCK_K"),
+            )  # fmt: skip
+            dkt = dk_part.sum(0).to(kt.dtype)
+
+            tih, tiw = input_plan(h, w)
+            tiles_w = cdiv(w, tiw)
+            tiles = cdiv(h, tih) * tiles_w
+            s = _splits(interpret, x.device, b * tiles, nh_blocks * cdiv(cg, 32))
+            dw_part = torch.empty(s, cg, nh, device=x.device, dtype=acc_torch)
+
+            def grid(meta):
+                return (cdiv(nh, meta["BLOCK_NH"]), cdiv(cg, meta["BLOCK_CG"]), s)
+
+            kernels["gc_dw"][grid](
+                x, dy, kt, dw_part, b, cg, nh, h, w, h_out, w_out, tiles_w, tiles, s,
+                TIH=tih, TIW=tiw, PRECISION=prec, **common,
+                **_meta(interpret, nh, "BLOCK_NH", "BLOCK_CG"),
+            )  # fmt: skip
+            dwt = dw_part.sum(0).to(wt.dtype)
+        else:
+            s = _splits(interpret, x.device, b * pl.tiles, nh_blocks * c_in)
+            dk_part = torch.empty(s, c_in, k * k, nh, device=x.device, dtype=acc_torch)
+            dw_part = torch.empty(s, cg, nh, device=x.device, dtype=acc_torch)
+
+            def grid(meta):
+                return (cdiv(nh, meta["BLOCK_NH"]), c_in, s)
+
+            kernels["g_wgrad"][grid](
+                x, dy, wt, kt, dw_part, dk_part,
+                b, c_in, nh, h, w, h_out, w_out, pl.tiles_w, pl.tiles, s,
+                G_IN=g_in, G_PAD=next_pow2(g_in), **halo, **common,
+                **_meta(interpret, nh, "BLOCK_NH"),
+            )  # fmt: skip
+            dkt = dk_part.sum(0).to(kt.dtype)
+            dwt = dw_part.sum(0).to(wt.dtype)
+    return dx, dwt, dkt

@@ -1,0 +1,452 @@
+"""impl="fused" (Triton kernels), checked in Triton's interpreter on the CPU.
+
+The kernel tests switch the interpreter on themselves (``TRITON_INTERPRET=1``
+through monkeypatch; the kernels are decorated per mode at call time), so they
+run whether or not the variable is set for the whole session, and skip with
+the reason when Triton is not installed. Shapes are tiny: interpreted Triton
+is a correctness tool, never timed.
+
+Tolerances: float64 runs (the interpreter computes in numpy float64) agree
+with naive to 1e-10 like every other implementation; float32 to 1e-5 relative
+to the largest value (summation order differs); float16 inputs (fp32 accumulation) to 1e-2 against
+the float32 reference of the same rounded values.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import GROUPS, random_input, randomize_
+
+import sepgconv
+from sepgconv import GConv2d, counting, get_group
+from sepgconv.counting import LayerShape
+from sepgconv.fused import _runtime, tiling
+
+HAS_TRITON = _runtime.triton_installed()
+needs_triton = pytest.mark.skipif(
+    not HAS_TRITON, reason="impl='fused' needs Triton (pip install 'sepgconv[fused]')"
+)
+VARIANTS = ["g", "gc"]
+TOL64 = dict(rtol=1e-10, atol=1e-10)
+
+
+@pytest.fixture
+def interpreter(monkeypatch):
+    """Run the Triton kernels in the interpreter (CPU tensors)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture
+def no_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+
+
+def _pair(variant, group="p4", lifting=False, k=3, *, stride=1, padding=1, bias=True,
+          c_in=2, c_out=3, dtype=torch.float64):  # fmt: skip
+    """A fused layer with random parameters and a naive one loaded from its state_dict."""
+    fused = GConv2d(
+        c_in, c_out, k, group=group, lifting=lifting, variant=variant, impl="fused",
+        stride=stride, padding=padding, bias=bias, dtype=dtype,
+    )  # fmt: skip
+    randomize_(fused)
+    naive = GConv2d(**(fused.config() | {"impl": "naive"}), dtype=dtype)
+    naive.load_state_dict(fused.state_dict())  # the same state_dict, unchanged
+    return fused, naive
+
+
+def _close(actual, expected, rtol, atol, msg=""):
+    # atol is relative to the largest |expected|: sums of random terms reach ~1e2
+    scale = max(1.0, expected.abs().max().item())
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol * scale, msg=msg or None)
+
+
+def _assert_same_forward_and_gradients(fused, naive, x, tol):
+    x1 = x.detach().clone().requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    y1, y2 = fused(x1), naive(x2)
+    _close(y1, y2, **tol)
+    grad_out = torch.randn_like(y1)
+    (y1 * grad_out).sum().backward()
+    (y2 * grad_out).sum().backward()
+    _close(x1.grad, x2.grad, **tol, msg="grad of the input")
+    named = zip(fused.named_parameters(), naive.named_parameters(), strict=True)
+    for (name, p1), (_, p2) in named:
+        _close(p1.grad, p2.grad, **tol, msg=f"grad of {name}")
+
+
+# ---------------------------------------------------------------------- #
+# registration and parameters (no Triton needed)
+# ---------------------------------------------------------------------- #
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_registered_for_g_and_gc(variant):
+    assert (variant, "fused") in sepgconv.implementations()
+    assert "fused" in sepgconv.impls_of(variant)
+    layer = GConv2d(2, 3, 3, variant=variant, impl="fused")
+    assert type(layer) is sepgconv.get_implementation(variant, "fused")
+    assert (layer.variant, layer.impl) == (variant, "fused")
+
+
+def test_no_fused_full_gconv():
+    assert ("full", "fused") not in sepgconv.implementations()
+
+
+@pytest.mark.parametrize("lifting", [True, False])
+@pytest.mark.parametrize("group", GROUPS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_state_dict_keys_and_shapes_match_naive(variant, group, lifting):
+    fused = GConv2d(3, 4, 5, group=group, lifting=lifting, variant=variant, impl="fused")
+    naive = GConv2d(**(fused.config() | {"impl": "naive"}))
+    assert {k: v.shape for k, v in fused.state_dict().items()} == {
+        k: v.shape for k, v in naive.state_dict().items()
+    }
+    naive.load_state_dict(fused.state_dict())  # strict: no missing or unexpected keys
+
+
+_USE_WITHOUT_KERNELS = """
+import sys
+import sepgconv
+for variant in ("g", "gc"):
+    layer = sepgconv.GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1)
+    shape = layer.layer_shape(8, 8)
+    layer.unavailable_reason("cpu"), layer.unavailable_reason("cuda")
+    type(layer).macs(shape), type(layer).intermediate_elements(shape)
+sepgconv.available_implementations("cpu")
+assert "triton" not in sys.modules, "importing or asking sepgconv loaded triton"
+"""
+
+
+@pytest.mark.parametrize("interpret", ["", "1"])
+def test_sepgconv_and_the_fused_package_do_not_import_triton(interpret):
+    """Triton is loaded when a fused kernel first runs, never by import or questions
+    about availability and counts (``find_spec`` looks, it does not import)."""
+    env = dict(os.environ, TRITON_INTERPRET=interpret)
+    subprocess.run([sys.executable, "-c", _USE_WITHOUT_KERNELS], check=True, env=env)
+
+
+def test_sepgconv_imports_and_refuses_clearly_without_triton():
+    code = """
+import sys
+sys.modules["triton"] = None  # as if triton were not installed
+import sepgconv, torch
+assert ("gc", "fused") in sepgconv.implementations()
+assert ("gc", "fused") not in sepgconv.available_implementations("cuda")
+layer = sepgconv.GConv2d(2, 2, 3, variant="gc", impl="fused", padding=1)
+assert "not installed" in layer.unavailable_reason("cuda")
+try:
+    layer(torch.randn(1, 2, 4, 5, 5))
+except RuntimeError as e:
+    assert "needs Triton" in str(e), e
+else:
+    raise AssertionError("no error")
+"""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+# ---------------------------------------------------------------------- #
+# availability
+# ---------------------------------------------------------------------- #
+@needs_triton
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_unavailable_on_cpu_without_the_interpreter(variant, no_interpreter):
+    cls = sepgconv.get_implementation(variant, "fused")
+    reason = cls.unavailable_reason("cpu")
+    assert reason is not None and "TRITON_INTERPRET=1" in reason
+    assert cls.unavailable_reason("cuda") is None
+    assert cls.unavailable_reason(torch.device("cuda", 0)) is None
+    assert (variant, "fused") not in sepgconv.available_implementations("cpu")
+    assert (variant, "fused") in sepgconv.available_implementations("cuda")
+    layer = GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        layer(random_input(layer, dtype=torch.float32))
+
+
+@needs_triton
+@pytest.mark.parametrize("value", ["1", "true", "On", "yes"])
+def test_available_on_cpu_with_the_interpreter(monkeypatch, value):
+    monkeypatch.setenv("TRITON_INTERPRET", value)
+    for variant in VARIANTS:
+        cls = sepgconv.get_implementation(variant, "fused")
+        assert cls.unavailable_reason("cpu") is None
+        assert (variant, "fused") in sepgconv.available_implementations("cpu")
+
+
+@pytest.mark.parametrize("value", ["0", "", "false", "2"])
+def test_interpreter_switch_follows_tritons_spelling(monkeypatch, value):
+    monkeypatch.setenv("TRITON_INTERPRET", value)
+    assert not _runtime.interpret_enabled()
+
+
+def test_other_devices_are_unavailable(monkeypatch, interpreter):
+    monkeypatch.setattr(_runtime, "triton_installed", lambda: True)
+    cls = sepgconv.get_implementation("gc", "fused")
+    assert "not on 'meta'" in cls.unavailable_reason("meta")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_without_triton_the_reason_and_the_error_name_it(monkeypatch, interpreter, variant):
+    monkeypatch.setattr(_runtime, "triton_installed", lambda: False)
+    cls = sepgconv.get_implementation(variant, "fused")
+    for device in ("cpu", "cuda"):
+        assert "Triton, which is not installed" in cls.unavailable_reason(device)
+    assert (variant, "fused") not in sepgconv.available_implementations("cpu")
+    layer = GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1)
+    with pytest.raises(RuntimeError, match="needs Triton"):
+        layer(random_input(layer, dtype=torch.float32))
+
+
+# ---------------------------------------------------------------------- #
+# fused == naive on one state_dict: forward and every gradient
+# ---------------------------------------------------------------------- #
+# (group, lifting, k, stride, padding, bias, c_in, c_out, size): together they
+# cover p4/p4m, lifting/group, stride 1/2/3, k in {1..7}, 'same' and 0 padding.
+CASES = [
+    ("p4", True, 1, 1, 0, True, 3, 2, 5),
+    ("p4m", True, 3, 1, 1, True, 2, 3, 7),
+    ("p4", True, 5, 2, 2, False, 1, 2, 9),
+    ("p4m", True, 7, 1, 3, True, 1, 1, 7),
+    ("p4", False, 3, 1, 1, True, 2, 3, 7),
+    ("p4m", False, 3, 2, 0, True, 2, 2, 9),
+    ("p4", False, 1, 2, 0, False, 3, 2, 6),
+    ("p4m", False, 5, 1, 2, True, 1, 2, 6),
+    ("p4", False, 7, 2, 3, True, 1, 2, 9),
+    ("p4", False, 2, 3, 1, True, 2, 2, 8),  # even k, stride > k: the halo skips rows
+]
+
+
+def _case_id(c):
+    group, lifting, k, stride, padding, bias, *_ = c
+    kind = "lift" if lifting else "group"
+    return f"{group}-{kind}-k{k}-s{stride}-p{padding}-{'bias' if bias else 'nobias'}"
+
+
+@needs_triton
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_matches_naive_forward_and_gradients(variant, case, interpreter):
+    group, lifting, k, stride, padding, bias, c_in, c_out, size = case
+    fused, naive = _pair(
+        variant, group, lifting, k, stride=stride, padding=padding, bias=bias,
+        c_in=c_in, c_out=c_out,
+    )  # fmt: skip
+    x = random_input(fused, batch=2, size=size)
+    _assert_same_forward_and_gradients(fused, naive, x, TOL64)
+
+
+@needs_triton
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_multi_block_grids_and_split_reductions(monkeypatch, variant, interpreter):
+    # small blocks: several channel blocks, several (c, g) chunks, a 3-way split of
+    # the weight-gradient reduction, and several spatial tiles
+    from sepgconv.fused import launch
+
+    monkeypatch.setattr(launch, "INTERPRETER_META", {"BLOCK_NH": 16, "BLOCK_K": 16, "BLOCK_CG": 16})
+    monkeypatch.setattr(launch, "INTERPRETER_SPLITS", 3)
+    fused, naive = _pair(variant, "p4m", False, 3, padding=1, c_in=3, c_out=3)
+    shape = fused.layer_shape(9, 9)
+    assert tiling.plan_for(shape, variant).tiles > 1
+    assert 3 * 8 > 16  # NH = C_out·G_out and C_in·G_in span two blocks each
+    x = random_input(fused, batch=2, size=9)
+    _assert_same_forward_and_gradients(fused, naive, x, TOL64)
+
+
+@needs_triton
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_float32_within_tolerance(variant, interpreter):
+    fused, naive = _pair(variant, "p4", False, 3, padding=1, c_in=3, c_out=2, dtype=torch.float32)
+    x = random_input(fused, batch=2, size=8, dtype=torch.float32)
+    _assert_same_forward_and_gradients(fused, naive, x, dict(rtol=1e-5, atol=1e-5))
+
+
+@needs_triton
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_float16_accumulates_in_float32(variant, interpreter):
+    fused, naive = _pair(variant, "p4", False, 3, padding=1, c_in=2, c_out=2, dtype=torch.float32)
+    with torch.no_grad():  # values exactly representable in float16
+        for p in fused.parameters():
+            p.copy_(p.half().float())
+    naive.load_state_dict(fused.state_dict())
+    x = random_input(fused, batch=1, size=6, dtype=torch.float16)
+    y = fused.half()(x)
+    assert y.dtype == torch.float16
+    torch.testing.assert_close(y.float(), naive(x.float()), rtol=1e-2, atol=1e-2)
+
+
+@needs_triton
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_channels_last_and_strided_inputs(variant, interpreter):
+    fused, naive = _pair(variant, "p4", True, 3, padding=1, c_in=3, c_out=2)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64).to(memory_format=torch.channels_last)
+    torch.testing.assert_close(fused(x), naive(x), **TOL64)
+    wide = torch.randn(2, 3, 8, 16, dtype=torch.float64)[..., ::2]  # non-contiguous view
+    torch.testing.assert_close(fused(wide), naive(wide), **TOL64)
+
+
+@needs_triton
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_only_the_requested_gradients(variant, interpreter):
+    fused, naive = _pair(variant, "p4", False, 3, padding=1)
+    x = random_input(fused, batch=1, size=5).requires_grad_()
+    fused.requires_grad_(False)
+    fused(x).sum().backward()
+    naive.requires_grad_(False)
+    x2 = x.detach().clone().requires_grad_()
+    naive(x2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, **TOL64)
+    fused.requires_grad_(True)
+    fused(x.detach()).sum().backward()  # weight gradients only
+    assert all(p.grad is not None for p in fused.parameters())
+
+
+@needs_triton
+@pytest.mark.parametrize("lifting", [True, False])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradcheck(variant, lifting, interpreter):
+    fused, _ = _pair(variant, "p4", lifting, 3, padding=1, c_in=2, c_out=2)
+    x = random_input(fused, batch=1, size=4).requires_grad_()
+    names = [n for n, _ in fused.named_parameters()]
+
+    def fn(inp, *params):
+        return torch.func.functional_call(fused, dict(zip(names, params, strict=True)), (inp,))
+
+    params = tuple(fused.parameters())
+    assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-7, fast_mode=True)
+
+
+# ---------------------------------------------------------------------- #
+# exact equivariance, every group element
+# ---------------------------------------------------------------------- #
+def _elements():
+    for g in GROUPS:
+        for u in range(get_group(g).order):
+            yield pytest.param(g, u, id=f"{g}-{get_group(g).element_name(u)}")
+
+
+@needs_triton
+@pytest.mark.parametrize("lifting", [True, False], ids=["lift", "group"])
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(("group", "u"), list(_elements()))
+def test_equivariant_for_every_element(group, u, variant, lifting, interpreter):
+    layer, _ = _pair(variant, group, lifting, 3, padding=1, c_in=2, c_out=2)
+    grp = get_group(group)
+    x = random_input(layer, batch=1, size=7)
+    torch.testing.assert_close(layer(grp.act(x, u)), grp.act(layer(x), u), **TOL64)
+
+
+@needs_triton
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_equivariant_stride2_centred_grid(variant, interpreter):
+    layer, _ = _pair(variant, "p4m", False, 5, stride=2, padding=2, c_in=1, c_out=2)
+    grp = get_group("p4m")
+    x = random_input(layer, batch=1, size=9)  # (9 + 4 - 5) % 2 == 0: centred grid
+    y = layer(x)
+    for u in (1, 5):  # a rotation and a mirror
+        torch.testing.assert_close(layer(grp.act(x, u)), grp.act(y, u), **TOL64)
+
+
+# ---------------------------------------------------------------------- #
+# integration: eval cache, torch.compile
+# ---------------------------------------------------------------------- #
+@needs_triton
+def test_eval_cache_and_to_impl(interpreter):
+    layer, naive = _pair("gc", "p4", False, 3, padding=1)
+    layer.eval()
+    x = random_input(layer, batch=1, size=5)
+    with torch.no_grad():
+        y = layer(x)
+        assert layer._cache is not None
+        torch.testing.assert_close(layer(x), y, **TOL64)
+        torch.testing.assert_close(layer.to_impl("rearranged")(x), y, **TOL64)
+
+
+@needs_triton
+def test_torch_compile_traces_one_graph(interpreter):
+    layer, naive = _pair("g", "p4", True, 3, padding=1)
+    x = random_input(layer, batch=1, size=5)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), naive(x), **TOL64)
+
+
+# ---------------------------------------------------------------------- #
+# counts
+# ---------------------------------------------------------------------- #
+def _brute_force_halo_pixels(pl):
+    # the input pixels each tile's halo covers, counted tile by tile (independent of tiling.py)
+    total = 0
+    for ty in range(pl.tiles_h):
+        for tx in range(pl.tiles_w):
+            rows = {
+                (ty * pl.th + qy) * pl.stride - pl.padding + dy
+                for qy in range(pl.th)
+                for dy in range(pl.k)
+            }
+            cols = {
+                (tx * pl.tw + qx) * pl.stride - pl.padding + dx
+                for qx in range(pl.tw)
+                for dx in range(pl.k)
+            }
+            total += sum(0 <= r < pl.h_in for r in rows) * sum(0 <= c < pl.w_in for c in cols)
+    return total
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        LayerShape(3, 5, 4, 4, 3, 9, 9, 1, 1, 2),
+        LayerShape(16, 16, 8, 8, 3, 32, 32, 1, 1, 1),
+        LayerShape(2, 3, 1, 8, 7, 20, 17, 2, 3, 1),
+        LayerShape(4, 4, 4, 4, 1, 10, 10, 3, 0, 1),
+        LayerShape(4, 4, 4, 4, 2, 8, 8, 3, 1, 1),
+    ],
+)
+def test_macs_count_the_halo_recompute(variant, shape):
+    pl = tiling.plan_for(shape, variant)
+    p = _brute_force_halo_pixels(pl)
+    assert pl.halo_pixels_in_image == p
+    taps = shape.k**2 * shape.h_out * shape.w_out
+    nh = shape.c_out * shape.g_out
+    per = (
+        shape.c_in * (shape.g_in * p + taps)
+        if variant == "g"
+        else shape.c_in * shape.g_in * p + taps
+    )
+    cls = sepgconv.get_implementation(variant, "fused")
+    assert cls.macs(shape) == shape.batch * nh * per
+    # the fused layer never does more than the full GConv's dense conv at k >= 3
+    if shape.k >= 3 and shape.stride == 1:
+        assert cls.macs(shape) < counting.dense_macs(shape)
+    assert cls.intermediate_elements(shape)["activations"] == 0
+
+
+def test_one_tile_is_the_section34_count():
+    # a 1×1 gc layer over a 16-wide map: halo = tile, so P = H·W and the count is §3.4's
+    s = LayerShape(8, 4, 4, 4, 1, 16, 16, 1, 0, 1)
+    assert tiling.plan_for(s, "gc").halo_pixels_in_image == 16 * 16
+    cls = sepgconv.get_implementation("gc", "fused")
+    assert cls.macs(s) == counting.macs_section34("gc", 8, 4, 4, 4, 1, 16, 16)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_filter_intermediates_equal_the_rearranged_weights(variant):
+    s = LayerShape(3, 5, 4, 4, 3, 9, 9, 1, 1, 2)
+    fused = sepgconv.get_implementation(variant, "fused").intermediate_elements(s)
+    rearranged = sepgconv.get_implementation(variant, "rearranged").intermediate_elements(s)
+    assert fused == {"filter": rearranged["filter"], "activations": 0}
+
+
+@needs_triton
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fvcore_counts_the_traced_op_with_the_handle(variant, interpreter):
+    pytest.importorskip("fvcore")
+    from sepgconv.fused import FVCORE_HANDLES
+
+    layer = GConv2d(3, 2, 3, group="p4", variant=variant, impl="fused", stride=2, padding=1)
+    x = random_input(layer, batch=2, size=9, dtype=torch.float32)
+    count = counting.measure_macs(layer, x, op_handles=FVCORE_HANDLES)
+    assert count.unsupported == {}
+    assert count.total == counting.layer_macs(layer, 9, 9, batch=2)
