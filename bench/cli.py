@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "compare two pytest-benchmark JSON files for regressions"),
     "profile": ("profile", "per-operator torch.profiler breakdown per implementation"),
     "models": ("models", "benchmark the paper's models (Tables 1 and 2)"),
+    "history": ("history", "per-device history of runs: add one, or report trends and steps"),
+    "stability": ("stability", "which timing setup (threads, affinity) gives the steadiest ratios"),
 }
 
 

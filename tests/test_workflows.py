@@ -136,7 +136,7 @@ def _variables(nightly: dict, job: dict) -> dict:
     return variables
 
 
-@pytest.mark.parametrize("sub", ["compare", "run"])
+@pytest.mark.parametrize("sub", ["compare", "run", "history"])
 def test_nightly_commands_parse_with_the_cli(nightly, sub):
     try:
         module = importlib.import_module(f"bench.commands.{sub}")
@@ -154,3 +154,15 @@ def test_nightly_commands_parse_with_the_cli(nightly, sub):
             except (argparse.ArgumentError, SystemExit) as e:
                 pytest.fail(f"job {name}: `python -m bench {sub} {shlex.join(argv)}`: {e}")
     assert found >= 2, f"expected `python -m bench {sub}` in both jobs, found {found}"
+
+
+def test_nightly_adds_to_the_history_and_publishes_its_report(nightly):
+    for name, job in nightly["jobs"].items():
+        steps = _steps(job)
+        script = "\n".join(s.get("run", "") for s in steps)
+        assert _commands(script, "history", {})[0][0] == "add", name
+        assert any(a[0] == "report" and "--out" in a for a in _commands(script, "history", {}))
+        (step,) = [s for s in steps if "python -m bench history report" in s.get("run", "")]
+        assert step.get("if") == "always()", f"{name}: the history step must run after a failure"
+        caches = [s.get("uses", "") for s in steps if "actions/cache/" in s.get("uses", "")]
+        assert any("restore" in c for c in caches) and any("save" in c for c in caches), name

@@ -8,7 +8,6 @@ change, 2 unusable input (one line on stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import traceback
 
@@ -16,44 +15,11 @@ from ..judge import compare as judge_compare
 from ..judge.compare import RULES, compare_runs
 from ..judge.render import FORMATS, RENDERERS
 from ..judge.runs import InputError, load_run
-
-
-def _threshold(text: str) -> float:
-    t = text.strip()
-    try:
-        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a threshold: {text!r} (write 10% or 0.10)") from None
-    if not t.endswith("%") and v >= 1:
-        raise argparse.ArgumentTypeError(f"ambiguous threshold {text!r}: write 10% or 0.10")
-    if not (0 <= v < 10) or math.isnan(v):
-        raise argparse.ArgumentTypeError(f"threshold out of range: {text!r}")
-    return v
-
-
-def _alpha(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"alpha must be in (0, 1): {text!r}")
-    return v
-
-
-def _rules(text: str) -> tuple:
-    rules = tuple(r.strip() for r in text.split(",") if r.strip())
-    bad = [r for r in rules if r not in RULES]
-    if bad or not rules:
-        raise argparse.ArgumentTypeError(f"rules are a comma list of {', '.join(RULES)}")
-    return rules
-
-
-def _reference(text: str) -> tuple:
-    parts = text.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise argparse.ArgumentTypeError(f"write VARIANT/IMPL, e.g. full/naive: {text!r}")
-    return tuple(parts)
+from .options import alpha as _alpha
+from .options import anchor as _anchor
+from .options import reference as _reference
+from .options import rules as _rules
+from .options import threshold as _threshold
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--alpha", type=_alpha, default=0.01,
-        help="significance level of the two-sided Mann-Whitney U test (default 0.01)",
+        help="per-run false-alarm level: family-wise (Holm) over all tests of a run "
+        "(default 0.01)",
     )  # fmt: skip
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument(
@@ -80,6 +47,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--reference-impl", dest="reference", type=_reference, default=("full", "naive"),
         metavar="VARIANT/IMPL", help="reference of the ratio rule (default full/naive)",
     )  # fmt: skip
+    parser.add_argument(
+        "--anchor-impl", dest="anchor", type=_anchor, default=("dense", "torch"),
+        metavar="VARIANT/IMPL",
+        help="what the reference's own ratio is to (default dense/torch; 'none': no ratio)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--force", action="store_true",
+        help="give latency verdicts even when the runs are not comparable (other CPU/GPU "
+        "model, torch, threads, or a disturbed run)",
+    )  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -87,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         base, new = load_run(args.base), load_run(args.new)
         report = compare_runs(
             base, new, threshold=args.threshold, alpha=args.alpha, rules=args.rules,
-            reference=args.reference,
+            reference=args.reference, anchor=args.anchor, force=args.force,
         )  # fmt: skip
     except InputError as e:
         print(f"bench compare: error: {e}", file=sys.stderr)

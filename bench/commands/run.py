@@ -83,6 +83,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--flush-l2", action="store_true", help="CUDA: evict the L2 cache before every timed call"
     )
     parser.add_argument(
+        "--max-shapes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="only N of the profile's shapes, evenly spread over it (a shorter run)",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="also time every implementation under torch.compile (inductor); compile time "
@@ -134,7 +141,7 @@ def main(args) -> int:
     try:
         done = run.run_sweep(
             prof, device, impls, out, resume=args.resume, flush_l2=args.flush_l2,
-            compiled=args.compile,
+            compiled=args.compile, max_shapes=args.max_shapes,
             with_profile=not args.no_profile, log=lambda m: print(m, flush=True),
         )  # fmt: skip
     except results.StoreError as e:

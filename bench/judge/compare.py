@@ -1,86 +1,82 @@
 """The perf-regression check of two benchmark runs (``python -m bench compare BASE NEW``).
 
-BASE and NEW are pytest-benchmark JSON files (``--benchmark-json``, or the
-``benchmark.json`` that ``python -m bench run`` writes; a folder holding a
-``benchmark.json`` works too). Benchmarks are matched by their ``params``
-dict (all keys), or by ``fullname`` when a benchmark has no params.
+BASE and NEW are pytest-benchmark JSON files (the ``benchmark.json`` that
+``python -m bench run`` writes, or its folder, or any ``--benchmark-json``
+file with ``--benchmark-save-data``). Benchmarks are matched by their
+``params`` (all keys), or by ``fullname`` when a benchmark has no params.
 
-Three rules, each can be switched off with ``--rules``:
+Rules (``--rules``, default all three):
 
-* ``absolute``: the latency of the benchmark, NEW against BASE.
-* ``ratio``: within each run, the benchmark's latency divided by the median
-  latency of the reference implementation (``--reference-impl``, default
-  variant ``full`` impl ``naive``) of the same shape (all other params
-  equal); the ratios are compared between the runs, so a machine that is
-  uniformly slower is not a regression of the code. Significance: the
-  per-round samples divided by their run's reference median, compared with
-  Mann-Whitney. (The reference benchmarks themselves have no ratio; a
-  regression *of the reference* shows under ``absolute`` only, and under
-  ``ratio`` as improvements of everything else.)
-* ``deterministic``: the ``extra_info`` metrics macs_measured, macs_formula,
-  params_measured, params_formula (``DETERMINISTIC_KEYS``) and, on CUDA only,
-  peak_mem_bytes (``CUDA_DETERMINISTIC_KEYS``) must be identical; a change is
-  a failure of its own kind, ``deterministic-change``.
+* ``ratio``: within each run, the benchmark's latency divided by the
+  reference (``--reference-impl``, default full/naive) of the same shape,
+  *per interleaving round* (paired), summarised by the 10 % trimmed mean of
+  the log ratios; BASE and NEW are compared on that. A uniformly slower machine is no
+  regression. The reference itself is divided by the anchor
+  (``--anchor-impl``, default dense/torch), so a slower reference is caught.
+  Files without round indices (older format) are compared unpaired.
+* ``absolute``: the benchmark's own latency (trimmed mean of its log samples).
+* ``deterministic``: macs_measured, macs_formula, params_measured,
+  params_formula (and peak_mem_bytes on CUDA) must be identical.
 
-Latency verdicts (``regression``, ``improvement``, ``unchanged``, ``noisy``;
-see ``bench.judge.stats``): a regression needs significance (Mann-Whitney U on the
-raw samples, two-sided, p < alpha) *and* an effect above ``--threshold``.
-``noisy`` means IQR/median > 10 % on either side; such a pair still fails when
-its change is significant and exceeds the noise band too. Without raw samples
-the medians and the threshold alone decide (marked ``median-only``).
+Test of one benchmark: ``d`` = the change of the 10 % trimmed mean of the log
+paired ratios (log samples for ``absolute``), its variance Yuen's standard
+errors of the two runs (``se_base² + se_new²``) plus the between-run spread
+``tau²`` estimated from all benchmarks of the run pair; ``t = d / se``
+against Student's t (Satterthwaite dof). Family-wise control:
+Holm over all benchmark tests of the run at alpha/2, and Holm over the
+implementations at alpha/2, so a run of unchanged code fails with probability
+at most alpha. A regression needs ``p_adj < alpha`` and a change above
+``--threshold``.
 
-Environment mismatches and benchmarks present on one side only are reported,
-never failed. Runs are read by :mod:`bench.judge.runs`; reports rendered by
-:mod:`bench.judge.render`; the CLI is :mod:`bench.commands.compare`.
+Primary verdict, per implementation (variant/impl, pass, dtype, device): the
+geometric mean over shapes of its change, with a bootstrap over shapes. A
+slowdown that moves every shape is caught there even when no shape alone is
+significant. Per-benchmark verdicts are the detail.
+
+Comparability: a baseline from another CPU/GPU model, torch version or thread
+count, or a run flagged as disturbed, gets no latency verdict (the
+deterministic rule still runs); ``--force`` judges anyway.
+
+Exit status: 0 no regression, 1 a regression (of an implementation or a
+benchmark) or a deterministic change, 2 unusable input.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from .runs import Bench, InputError, Run, _canon, params_key
+import numpy as np
+
+from . import comparable
+from .aggregate import group_label, group_of, shape_mean
+from .familywise import between_run_sd, split_holm, tau_dof
+from .labels import label_maker
+from .pairing import estimates, ratio_items
+from .runs import InputError, Run
 from .stats import (
     MEDIAN_ONLY,
+    MIN_SAMPLES,
     Decision,
     Summary,
-    decide_all,
-    min_p,
-    ratio_summary,
+    decide,
+    p_two_sided,
     scipy_available,
+    welch_df,
 )
 
 RULES = ("absolute", "ratio", "deterministic")
-
-# extra_info metrics that must not change between runs
+LATENCY_RULES = ("ratio", "absolute")
 DETERMINISTIC_KEYS = ("macs_measured", "macs_formula", "params_measured", "params_formula")
-# ...and those that are deterministic on CUDA only (allocator bytes; a CPU figure is not)
-CUDA_DETERMINISTIC_KEYS = ("peak_mem_bytes",)
-# machine_info fields whose change is reported as an environment mismatch
-ENV_FIELDS = (
-    ("cpu", "brand_raw"),
-    ("sepgconv_env", "device"),
-    ("sepgconv_env", "device_name"),
-    ("sepgconv_env", "torch"),
-    ("sepgconv_env", "cuda"),
-    ("sepgconv_env", "cudnn"),
-    ("sepgconv_env", "driver"),
-    ("sepgconv_env", "threads"),
-    ("sepgconv_env", "cpu_count"),
-    ("sepgconv_env", "capability"),
-    ("sepgconv_env", "profile"),
-    ("python_version",),
-)
-# params shown first, in this order, in benchmark labels
-PARAM_ORDER = (
-    "group", "layer", "variant", "impl", "c_in", "c_out", "k", "h", "w", "batch",
-    "pass", "dtype", "device",
-)  # fmt: skip
+CUDA_DETERMINISTIC_KEYS = ("peak_mem_bytes",)  # allocator bytes: deterministic on CUDA only
 VERDICT_ORDER = ("regression", "improvement", "noisy", "unchanged", "n/a")
 
 
 @dataclass
 class Pair:
+    """One benchmark present in both runs, with its verdicts."""
+
     key: tuple
     label: str
     params: dict
@@ -96,8 +92,22 @@ class Pair:
 
     @property
     def method(self) -> str:
-        decisions = [d for d in (self.absolute, self.ratio) if d is not None]
-        return MEDIAN_ONLY if any(d.method == MEDIAN_ONLY for d in decisions) else "mann-whitney"
+        methods = [d.method for d in (self.ratio, self.absolute) if d is not None]
+        return MEDIAN_ONLY if MEDIAN_ONLY in methods else (methods[0] if methods else "")
+
+
+@dataclass
+class Implementation:
+    """One (variant/impl, pass, dtype, device) across its shapes: the primary verdict."""
+
+    group: tuple
+    label: str
+    versus: str  # what its ratio is to: the reference, or the anchor for the reference
+    shapes: dict  # rule -> number of shapes
+    absolute: Decision | None = None
+    ratio: Decision | None = None
+    verdict: str = "n/a"
+    rule: str = ""
 
 
 @dataclass
@@ -108,9 +118,13 @@ class Report:
     alpha: float
     rules: tuple
     reference: tuple
+    anchor: tuple | None
     pairs: list
+    implementations: list
     common: dict  # params equal across every benchmark
-    env_warnings: list
+    comparability: comparable.Comparability
+    tau: dict  # rule -> between-run spread (log) or None
+    methods: dict  # "base"/"new" -> how the ratios were formed
     notes: list
     missing_in_new: list  # labels only in BASE
     missing_in_base: list  # labels only in NEW
@@ -118,53 +132,35 @@ class Report:
     def count(self, verdict: str) -> int:
         return sum(p.verdict == verdict for p in self.pairs)
 
+    def count_impl(self, verdict: str) -> int:
+        return sum(i.verdict == verdict for i in self.implementations)
+
+    @property
+    def env_warnings(self) -> list:
+        return self.comparability.warnings
+
     @property
     def deterministic_changes(self) -> list:
         return [(p, c) for p in self.pairs for c in p.deterministic]
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.count("regression") or self.deterministic_changes else 0
+        failed = self.count("regression") or self.count_impl("regression")
+        return 1 if failed or self.deterministic_changes else 0
 
 
-def _env_value(mi: dict, path: tuple):
-    v = mi
-    for k in path:
-        if not isinstance(v, dict) or k not in v:
-            return None
-        v = v[k]
-    return v
-
-
-def env_mismatches(base: Run, new: Run) -> list:
-    out = []
-    for path in ENV_FIELDS:
-        a, b = _env_value(base.machine_info, path), _env_value(new.machine_info, path)
-        if a != b and not (a is None and b is None):
-            out.append(f"{'.'.join(path)}: {a!r} -> {b!r}")
-    return out
-
-
-def _labeller(benches: list):
-    """Label = the params that vary across all benchmarks; returns (label fn, common)."""
-    with_params = [b.params for b in benches if b.params]
-    keys = {k for p in with_params for k in p}
-    common = {}
-    for k in keys:
-        vals = {_canon(p.get(k, "<unset>")) for p in with_params}
-        if len(vals) == 1 and len(with_params) > 1:
-            common[k] = with_params[0][k]
-    order = [k for k in PARAM_ORDER if k in keys] + sorted(keys - set(PARAM_ORDER))
-
-    def label(b: Bench) -> str:
-        if not b.params:
-            return b.fullname or b.name
-        shown = [k for k in order if k in b.params and k not in common] or list(b.params)
-        text = " ".join(f"{k}={b.params[k]}" for k in shown)
-        extra = dict(b.key).get("__fullname__")
-        return f"{text} ({extra})" if extra else text
-
-    return label, {k: common[k] for k in order if k in common}
+@dataclass
+class _Test:
+    target: object  # Pair or Implementation
+    rule: str
+    d: float
+    se_w: float  # within-run standard error of d (nan: no test)
+    dofs: tuple  # dof of each within-run variance component
+    var_parts: tuple
+    method: str
+    p: float | None = None
+    se: float | None = None
+    ci: tuple | None = None
 
 
 def _has(extra: dict, metric: str) -> bool:
@@ -173,24 +169,120 @@ def _has(extra: dict, metric: str) -> bool:
     return not (v is None or v == "" or (isinstance(v, float) and math.isnan(v)))
 
 
-def _reference_key(bench: Bench, reference: tuple):
-    p = bench.params
-    if "variant" not in p or "impl" not in p:
-        return None
-    return params_key(dict(p, variant=reference[0], impl=reference[1]))
-
-
-def _combine(pair: Pair) -> None:
-    judged = [(r, d) for r, d in (("absolute", pair.absolute), ("ratio", pair.ratio)) if d]
+def _combine(obj) -> None:
+    judged = [(r, d) for r, d in (("absolute", obj.absolute), ("ratio", obj.ratio)) if d]
     for verdict in ("regression", "improvement", "noisy", "unchanged"):
         rules = [r for r, d in judged if d.verdict == verdict]
         if rules:
-            pair.verdict = verdict
-            pair.rule = "both" if len(rules) == 2 else rules[0]
-            if verdict == "unchanged":
-                pair.rule = ""
+            obj.verdict = verdict
+            obj.rule = "" if verdict == "unchanged" else ("both" if len(rules) == 2 else rules[0])
             return
-    pair.verdict, pair.rule = "n/a", ""
+    obj.verdict, obj.rule = "n/a", ""
+
+
+def _deterministic(pair: Pair, b, n, one_sided: dict) -> None:
+    device = str(n.params.get("device", ""))
+    keys = DETERMINISTIC_KEYS + (CUDA_DETERMINISTIC_KEYS if device.startswith("cuda") else ())
+    for m in keys:
+        in_b, in_n = _has(b.extra_info, m), _has(n.extra_info, m)
+        if in_b and in_n:
+            if b.extra_info[m] != n.extra_info[m]:
+                pair.deterministic.append((m, b.extra_info[m], n.extra_info[m]))
+        elif in_b or in_n:  # not gated: say so
+            side = "base" if in_b else "new"
+            one_sided[(m, side)] = one_sided.get((m, side), 0) + 1
+
+
+def _benchmark_tests(base, new, matched, pairs, rules, reference, anchor) -> list:
+    tests = []
+    for rule in LATENCY_RULES:
+        if rule not in rules:
+            continue
+        if rule == "absolute":
+            keys = matched
+            ib = [(base.benches[k], None) for k in keys]
+            in_ = [(new.benches[k], None) for k in keys]
+        else:
+            items_b, why_b = ratio_items(base, matched, reference, anchor)
+            items_n, why_n = ratio_items(new, matched, reference, anchor)
+            dens_b = {k: den for k, _, den in items_b}
+            dens_n = {k: den for k, _, den in items_n}
+            keys = [k for k in matched if k in dens_b and k in dens_n]
+            for k in matched:
+                if k not in keys:
+                    why = why_n.get(k) or why_b.get(k) or "no reference"
+                    if why == "no reference":
+                        why += " in new" if k in why_n else " in base"
+                    pairs[k].note = f"ratio rule: {why}"
+            ib = [(base.benches[k], dens_b[k]) for k in keys]
+            in_ = [(new.benches[k], dens_n[k]) for k in keys]
+        for k, eb, en in zip(keys, estimates(ib), estimates(in_), strict=True):
+            method = MEDIAN_ONLY if MEDIAN_ONLY in (eb.method, en.method) else en.method
+            if eb.method != en.method and MEDIAN_ONLY not in (eb.method, en.method):
+                method = "unpaired"  # one side without rounds
+            parts = (eb.se**2, en.se**2)
+            tests.append(
+                _Test(pairs[k], rule, en.value - eb.value, math.sqrt(sum(parts)),
+                      (eb.dof, en.dof), parts, method)
+            )  # fmt: skip
+    return tests
+
+
+def _test_benchmarks(tests: list) -> dict:
+    """p-values of the benchmark tests, with tau per rule; returns {rule: tau}."""
+    taus = {}
+    for rule in LATENCY_RULES:
+        mine = [t for t in tests if t.rule == rule]
+        if not mine:
+            continue
+        tau = between_run_sd(
+            np.array([t.d for t in mine]), np.array([t.se_w for t in mine]),
+            [group_of(t.target.params) for t in mine],
+        )  # fmt: skip
+        taus[rule] = tau
+        m = sum(math.isfinite(t.d) and math.isfinite(t.se_w) for t in mine)
+        for t in mine:
+            if not math.isfinite(t.se_w):
+                continue
+            t2 = (tau or 0.0) ** 2
+            t.se = math.sqrt(t.se_w**2 + t2)
+            df = welch_df([*t.var_parts, t2], [*t.dofs, tau_dof(m)])
+            t.p = 1.0 if t.se == 0 else p_two_sided(t.d / t.se, df)
+            t.ci = (math.expm1(t.d - 1.96 * t.se), math.expm1(t.d + 1.96 * t.se))
+    return taus
+
+
+def _implementation_tests(tests: list, rng, reference, anchor) -> list:
+    """One test per (group, rule) over the shapes of the group, with Implementation targets."""
+    by_group: dict[tuple, dict[str, list]] = {}
+    for t in tests:
+        g = group_of(t.target.params)
+        if g is not None and math.isfinite(t.d):
+            by_group.setdefault(g, {}).setdefault(t.rule, []).append(t.d)
+    out = []
+    ref = f"{reference[0]}/{reference[1]}"
+    for g in sorted(by_group):
+        versus = f"{anchor[0]}/{anchor[1]}" if anchor and g[0] == ref else ref
+        impl = Implementation(g, group_label(g), versus, {})
+        for rule, ds in sorted(by_group[g].items()):
+            m = shape_mean(np.array(ds), rng)
+            impl.shapes[rule] = m.n
+            t = _Test(impl, rule, m.mean, m.se, (), (), "bootstrap-shapes", p=m.p_value, se=m.se)
+            t.ci = (math.expm1(m.lo), math.expm1(m.hi))
+            out.append(t)
+    return out
+
+
+def _decide(tests: list, threshold: float, alpha: float, latency: bool) -> None:
+    adj = split_holm([t.p for t in tests])
+    for t, p_adj in zip(tests, adj, strict=True):
+        d = decide(
+            t.d, p_adj, alpha=alpha, threshold=threshold, method=t.method, p_value=t.p,
+            se=t.se, ci=t.ci,
+        )  # fmt: skip
+        if not latency:
+            d = dataclasses.replace(d, verdict="n/a")
+        setattr(t.target, t.rule, d)
 
 
 def compare_runs(
@@ -201,72 +293,90 @@ def compare_runs(
     alpha: float = 0.01,
     rules=RULES,
     reference=("full", "naive"),
+    anchor=("dense", "torch"),
+    force: bool = False,
+    seed: int = 0,
 ) -> Report:
-    rules = tuple(rules)
+    """Compare two runs (see the module doc).
+
+    Args:
+        base: the baseline run.
+        new: the new run.
+        threshold: smallest relative latency change that counts.
+        alpha: the per-run false-alarm level (family-wise).
+        rules: subset of :data:`RULES`.
+        reference: ``(variant, impl)`` of the ratio rule's reference.
+        anchor: ``(variant, impl)`` the reference's own ratio is to, or None.
+        force: give latency verdicts even when the runs are not comparable.
+        seed: seed of the bootstrap over shapes (the same input gives the same report).
+
+    Returns:
+        A :class:`Report`.
+
+    Raises:
+        InputError: no benchmark of NEW matches one of BASE.
+    """
+    rules, reference = tuple(rules), tuple(reference)
+    anchor = tuple(anchor) if anchor else None
     matched = [k for k in new.benches if k in base.benches]
     if not matched:
         raise InputError(
             f"no benchmark of {new.source} matches one of {base.source} "
             "(matched by params, or fullname without params)"
         )
-    label, common = _labeller(list(base.benches.values()) + list(new.benches.values()))
-    pairs, jobs = [], []  # jobs: (pair, rule, base summary, new summary)
-    one_sided: dict[tuple, int] = {}  # (metric, side) -> count
-    for key in matched:
-        b, n = base.benches[key], new.benches[key]
-        pair = Pair(key, label(n), n.params, n.name, b.summary, n.summary)
-        if "absolute" in rules:
-            jobs.append((pair, "absolute", b.summary, n.summary))
-        if "ratio" in rules:
-            rk = _reference_key(n, reference)
-            if rk is None:
-                pair.note = "ratio rule: no variant/impl params"
-            elif rk == key:
-                pair.note = "ratio rule: is the reference"
-            elif rk not in base.benches or rk not in new.benches:
-                side = "base" if rk not in base.benches else "new"
-                pair.note = f"ratio rule: no reference in {side}"
-            else:
-                rb = ratio_summary(b.summary, base.benches[rk].summary)
-                rn = ratio_summary(n.summary, new.benches[rk].summary)
-                jobs.append((pair, "ratio", rb, rn))
+    label, common = label_maker(list(base.benches.values()) + list(new.benches.values()))
+    comp = comparable.check(base, new, force)
+    rng = np.random.default_rng(seed)
+    pairs: dict[tuple, Pair] = {}
+    one_sided: dict[tuple, int] = {}
+    for k in matched:
+        b, n = base.benches[k], new.benches[k]
+        pairs[k] = Pair(k, label(n), n.params, n.name, b.summary, n.summary)
         if "deterministic" in rules:
-            device = str(n.params.get("device", ""))
-            keys = DETERMINISTIC_KEYS + (
-                CUDA_DETERMINISTIC_KEYS if device.startswith("cuda") else ()
-            )
-            for m in keys:
-                in_b, in_n = _has(b.extra_info, m), _has(n.extra_info, m)
-                if in_b and in_n:
-                    if b.extra_info[m] != n.extra_info[m]:
-                        pair.deterministic.append((m, b.extra_info[m], n.extra_info[m]))
-                elif in_b or in_n:  # not gated: say so
-                    side = "base" if in_b else "new"
-                    one_sided[(m, side)] = one_sided.get((m, side), 0) + 1
-        pairs.append(pair)
-    decisions = decide_all([(jb, jn) for _, _, jb, jn in jobs], threshold, alpha)
-    for (pair, rule, _, _), d in zip(jobs, decisions, strict=True):
-        setattr(pair, rule, d)
-    for pair in pairs:
-        _combine(pair)
-    notes = base.notes + new.notes
-    blind = sorted({(a.n, b.n) for _, _, a, b in jobs if a.n and b.n and min_p(a.n, b.n) >= alpha})
-    if blind:
-        k = sum(1 for _, _, a, b in jobs if a.n and b.n and min_p(a.n, b.n) >= alpha)
-        sizes = ", ".join(f"{x} vs {y}" for x, y in blind[:4])
+            _deterministic(pairs[k], b, n, one_sided)
+    tests = _benchmark_tests(base, new, matched, pairs, rules, reference, anchor)
+    taus = _test_benchmarks(tests)
+    _decide(tests, threshold, alpha, comp.latency)
+    impl_tests = _implementation_tests(tests, rng, reference, anchor)
+    _decide(impl_tests, threshold, alpha, comp.latency)
+    impls = list({id(t.target): t.target for t in impl_tests}.values())
+    for obj in list(pairs.values()) + impls:
+        _combine(obj)
+    methods = {s: ("paired" if r.paired else "unpaired") for s, r in (("base", base), ("new", new))}
+    notes = base.notes + new.notes + _notes(tests, taus, methods, rules, one_sided)
+    return Report(
+        base, new, threshold, alpha, rules, reference, anchor, list(pairs.values()), impls,
+        common, comp, taus, methods, notes,
+        [label(b) for k, b in base.benches.items() if k not in new.benches],
+        [label(b) for k, b in new.benches.items() if k not in base.benches],
+    )  # fmt: skip
+
+
+def _notes(tests, taus, methods, rules, one_sided) -> list:
+    notes = []
+    if "ratio" in rules and "unpaired" in methods.values():
+        sides = " and ".join(s.upper() for s, m in methods.items() if m == "unpaired")
         notes.append(
-            f"{k} comparison(s) have too few samples ({sizes}) for p < {alpha:g} to be "
-            "possible: they can never be flagged; record more rounds"
+            f"{sides} has no round indices (stats.data_rounds; an older file): ratios are "
+            "unpaired there (trimmed mean of the benchmark against that of the reference, "
+            "both standard errors counted), less sensitive than paired ratios"
         )
+    for rule, tau in taus.items():
+        if tau is None:
+            notes.append(
+                f"too few benchmarks to estimate the between-run spread of the {rule} rule: "
+                "its tests use the within-run noise only"
+            )
+    few = sum(1 for t in tests if not math.isfinite(t.se_w) and t.method != MEDIAN_ONLY)
+    if few:
+        notes.append(
+            f"{few} comparison(s) have fewer than {MIN_SAMPLES} samples (or pairs) on a side: "
+            "not tested, never a regression on their own (they count in their implementation)"
+        )
+    if tests and not scipy_available():
+        notes.append("scipy is not installed: Student-t tails by Wallace's approximation")
     notes += [
         f"{m} is in {side} only for {k} benchmark(s): not compared"
         for (m, side), k in one_sided.items()
     ]
-    if not scipy_available() and ("absolute" in rules or "ratio" in rules):
-        notes.append("scipy is not installed: no significance test, medians and threshold only")
-    return Report(
-        base, new, threshold, alpha, rules, tuple(reference), pairs, common,
-        env_mismatches(base, new), notes,
-        [label(b) for k, b in base.benches.items() if k not in new.benches],
-        [label(b) for k, b in new.benches.items() if k not in base.benches],
-    )  # fmt: skip
+    return notes

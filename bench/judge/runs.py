@@ -5,6 +5,13 @@ A run is a pytest-benchmark document (``--benchmark-json``, or the
 ``benchmark.json`` works too). Benchmarks are keyed by their ``params`` dict
 (all keys), or by ``fullname`` when a benchmark has no params. Anything
 unusable raises :class:`InputError` with one line saying what and where.
+
+Each benchmark keeps its raw samples (``stats.data``, seconds per call) and,
+in runs written since round indices were kept, the interleaving round of each
+sample (``stats.data_rounds``): samples of one shape with the same round were
+taken back to back, which is what makes a paired in-run ratio possible
+(:mod:`bench.judge.pairing`). Older files have no rounds: :attr:`Run.paired`
+is False and the ratio rule falls back to an unpaired method.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ import numpy as np
 from .stats import Summary
 from .stats import summarize as _summarize
 
+#: keys the sweep's params gained in results schema 4, with the value older runs meant
+LEGACY_DEFAULTS = {"memory_format": "contiguous", "compiled": False}
+
 
 class InputError(Exception):
     """Unusable input: reported as one line on stderr, exit code 2."""
@@ -32,6 +42,7 @@ class Bench:
     fullname: str
     extra_info: dict
     summary: Summary
+    rounds: np.ndarray | None = None  # interleaving round of each sample (ints), or None
 
 
 @dataclass
@@ -42,6 +53,18 @@ class Run:
     benches: dict  # key -> Bench, in file order
     notes: list = field(default_factory=list)
 
+    @property
+    def paired(self) -> bool:
+        """True when every benchmark with raw samples also has their rounds."""
+        with_data = [b for b in self.benches.values() if b.summary.values is not None]
+        return bool(with_data) and all(b.rounds is not None for b in with_data)
+
+    @property
+    def env(self) -> dict:
+        """``machine_info.sepgconv_env`` (empty when absent)."""
+        env = self.machine_info.get("sepgconv_env")
+        return env if isinstance(env, dict) else {}
+
 
 def _canon(v):
     if v is None or isinstance(v, (str, int, float, bool)):
@@ -50,6 +73,10 @@ def _canon(v):
 
 
 def params_key(params: dict) -> tuple:
+    """The match key of a benchmark's params (sweep params of schema < 4 read as
+    contiguous, eager: :data:`LEGACY_DEFAULTS`)."""
+    if "variant" in params and "impl" in params:
+        params = {**{k: v for k, v in LEGACY_DEFAULTS.items() if k not in params}, **params}
     return tuple(sorted(((str(k), _canon(v)) for k, v in params.items()), key=lambda kv: kv[0]))
 
 
@@ -74,6 +101,17 @@ def _parse_bench(b, i: int, where: str) -> Bench:
                 f"{where}: benchmark #{i} has a 'stats.data' that is not a list of times"
             )
         values = np.asarray(data, dtype=float) if data else None
+    rounds = stats.get("data_rounds")
+    if rounds is not None:
+        ok = isinstance(rounds, list) and all(
+            isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rounds
+        )
+        if not ok or values is None or len(rounds) != values.size:
+            raise InputError(
+                f"{where}: benchmark #{i} has a 'stats.data_rounds' that is not one "
+                "round index (int >= 0) per sample of 'stats.data'"
+            )
+        rounds = np.asarray(rounds, dtype=np.int64)
     iqr = stats.get("iqr")
     summary = _summarize(values, float(median), float(iqr) if _number(iqr) else None)
     if summary.median <= 0:
@@ -92,7 +130,7 @@ def _parse_bench(b, i: int, where: str) -> Bench:
         raise InputError(f"{where}: benchmark #{i} has neither params nor a name")
     extra = b.get("extra_info")
     extra = extra if isinstance(extra, dict) else {}
-    return Bench(key, params, name, fullname, extra, summary)
+    return Bench(key, params, name, fullname, extra, summary, rounds)
 
 
 def parse_run(doc, source: str = "<run>") -> Run:
@@ -133,6 +171,17 @@ def parse_run(doc, source: str = "<run>") -> Run:
 
 
 def load_run(path) -> Run:
+    """Read a run from a pytest-benchmark JSON file or a folder holding ``benchmark.json``.
+
+    Args:
+        path: the file or folder.
+
+    Returns:
+        The :class:`Run`.
+
+    Raises:
+        InputError: missing, unreadable, malformed or unusable input (one line).
+    """
     p = Path(path)
     if p.is_dir() and (p / "benchmark.json").is_file():
         p = p / "benchmark.json"

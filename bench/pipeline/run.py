@@ -90,6 +90,7 @@ def run_sweep(
     resume: bool = False,
     flush_l2: bool = False,
     compiled: bool = False,
+    max_shapes: int | None = None,
     with_profile: bool = True,
     log=print,
 ) -> SweepRun:
@@ -111,11 +112,15 @@ def run_sweep(
         resumed=bool(resume),
         implementations=[im.name for im in impls],
         compiled_rows=bool(compiled),
+        max_shapes=max_shapes,
     )
     results.write_env(out, environment)
     previous = results.read_rows(out) if resume else []
     done = results.done_keys(previous)
     cases = prof.cases(device, impls, compiled=compiled)
+    if max_shapes:
+        kept = spread_out(prof.shapes(device), max_shapes)
+        cases = [c for c in cases if c.shape in kept]
     todo = [c for c in cases if c.key() not in done]
     log(
         f"bench run: profile {prof.name} on {environment['device_name']} ({device}), "
@@ -167,6 +172,14 @@ def run_sweep(
     results.write_env(out, environment)
     benchmark_json.write_benchmark_json(out, environment)  # with the verdict
     return run
+
+
+def spread_out(items: list, n: int) -> set:
+    """``n`` of ``items`` evenly spaced over the list (all when ``n >= len(items)``)."""
+    if n >= len(items):
+        return set(items)
+    step = (len(items) - 1) / max(n - 1, 1)
+    return {items[round(i * step)] for i in range(n)}
 
 
 def windows_disturbed(rows: list[dict]) -> list[bool]:

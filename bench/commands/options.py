@@ -1,0 +1,90 @@
+"""Option parsers shared by the subcommands (argparse ``type=`` callables)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ..judge.compare import RULES
+
+
+def threshold(text: str) -> float:
+    """``10%`` or ``0.10`` -> 0.10.
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        The threshold as a fraction.
+    """
+    t = text.strip()
+    try:
+        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a threshold: {text!r} (write 10% or 0.10)") from None
+    if not t.endswith("%") and v >= 1:
+        raise argparse.ArgumentTypeError(f"ambiguous threshold {text!r}: write 10% or 0.10")
+    if not (0 <= v < 10) or math.isnan(v):
+        raise argparse.ArgumentTypeError(f"threshold out of range: {text!r}")
+    return v
+
+
+def alpha(text: str) -> float:
+    """A level in (0, 1).
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        The level.
+    """
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"alpha must be in (0, 1): {text!r}")
+    return v
+
+
+def rules(text: str) -> tuple:
+    """``ratio,deterministic`` -> ``("ratio", "deterministic")``.
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        The rules, each one of :data:`bench.judge.compare.RULES`.
+    """
+    chosen = tuple(r.strip() for r in text.split(",") if r.strip())
+    bad = [r for r in chosen if r not in RULES]
+    if bad or not chosen:
+        raise argparse.ArgumentTypeError(f"rules are a comma list of {', '.join(RULES)}")
+    return chosen
+
+
+def reference(text: str) -> tuple:
+    """``full/naive`` -> ``("full", "naive")``.
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        ``(variant, impl)``.
+    """
+    parts = text.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(f"write VARIANT/IMPL, e.g. full/naive: {text!r}")
+    return tuple(parts)
+
+
+def anchor(text: str) -> tuple | None:
+    """Like :func:`reference`, or ``none`` -> None.
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        ``(variant, impl)`` or None.
+    """
+    return None if text.strip().lower() == "none" else reference(text)

@@ -1,0 +1,123 @@
+"""Comparable or not: whether two runs may get latency verdicts at all.
+
+A latency (absolute or ratio) compared across machine models, torch builds
+or thread counts measures the change of machine, not of the code — a ratio
+too: a different CPU has different caches and vector units, and the
+implementations move differently. And a run flagged as *disturbed* by the
+contention check (``machine_info.sepgconv_env.contention.disturbed``, see
+:mod:`bench.measure.contention`) has wrong latencies throughout. So:
+
+* :data:`BLOCKING` fields that differ between BASE and NEW, or a disturbed
+  run on either side, withhold every latency verdict (the deterministic rule
+  still runs) and the report says why, up front. ``--force`` judges anyway,
+  and says that too.
+* A field missing on one side or both (older files) cannot be checked: the
+  report lists it as unknown, and the latency verdicts stand.
+* :data:`WARN_ONLY` fields that differ are reported, never blocking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .runs import Run
+
+
+def _get(mi: dict, path: tuple):
+    v = mi
+    for k in path:
+        if not isinstance(v, dict) or k not in v:
+            return None
+        v = v[k]
+    return v
+
+
+def cpu_model(run: Run):
+    """The CPU model: ``sepgconv_env.cpu_model``, else pytest-benchmark's ``cpu.brand_raw``."""
+    return run.env.get("cpu_model") or _get(run.machine_info, ("cpu", "brand_raw"))
+
+
+def gpu_model(run: Run):
+    """The GPU model (``sepgconv_env.device_name`` of a CUDA run), None on the CPU."""
+    env = run.env
+    return env.get("device_name") if str(env.get("device", "")).startswith("cuda") else None
+
+
+# (what, reader): a difference withholds latency verdicts
+BLOCKING = (
+    ("CPU model", cpu_model),
+    ("GPU model", gpu_model),
+    ("torch version", lambda r: r.env.get("torch")),
+    ("thread count", lambda r: r.env.get("threads")),
+)
+# machine_info paths whose difference is only reported
+WARN_ONLY = (
+    ("sepgconv_env", "device"),
+    ("sepgconv_env", "cuda"),
+    ("sepgconv_env", "cudnn"),
+    ("sepgconv_env", "driver"),
+    ("sepgconv_env", "cpu_count"),
+    ("sepgconv_env", "interop_threads"),
+    ("sepgconv_env", "capability"),
+    ("sepgconv_env", "profile"),
+    ("python_version",),
+)
+
+
+@dataclass
+class Comparability:
+    """The outcome of :func:`check`."""
+
+    latency: bool  # are latency verdicts given?
+    forced: bool  # given although not comparable (--force)
+    reasons: list = field(default_factory=list)  # why not comparable
+    unknown: list = field(default_factory=list)  # what could not be checked
+    warnings: list = field(default_factory=list)  # other differences (never blocking)
+
+    @property
+    def comparable(self) -> bool:
+        return not self.reasons
+
+
+def contention(run: Run) -> dict | None:
+    """The run's contention verdict dict, or None when it was not recorded."""
+    c = run.env.get("contention")
+    return c if isinstance(c, dict) and "disturbed" in c else None
+
+
+def check(base: Run, new: Run, force: bool = False) -> Comparability:
+    """Whether BASE and NEW may get latency verdicts (see the module doc).
+
+    Args:
+        base: the baseline run.
+        new: the new run.
+        force: give latency verdicts even when they are not comparable.
+
+    Returns:
+        A :class:`Comparability`.
+    """
+    out = Comparability(latency=True, forced=False)
+    for what, read in BLOCKING:
+        a, b = read(base), read(new)
+        if a is None and b is None:
+            continue
+        if a is None or b is None:
+            side = "BASE" if a is None else "NEW"
+            out.unknown.append(f"{what} not recorded in {side}")
+        elif str(a) != str(b):
+            out.reasons.append(f"{what} differs: {a!r} (BASE) vs {b!r} (NEW)")
+    for side, run in (("BASE", base), ("NEW", new)):
+        c = contention(run)
+        if c is None:
+            out.unknown.append(f"{side} has no contention record: cannot tell if it was disturbed")
+        elif c.get("disturbed"):
+            why = "; ".join(str(x) for x in (c.get("reasons") or [])) or "no reason given"
+            out.reasons.append(f"{side} run was disturbed ({why})")
+    for path in WARN_ONLY:
+        a, b = _get(base.machine_info, path), _get(new.machine_info, path)
+        if a != b and not (a is None or b is None):
+            out.warnings.append(f"{'.'.join(path)}: {a!r} -> {b!r}")
+    if out.reasons:
+        out.latency = force
+        out.forced = force
+    return out
