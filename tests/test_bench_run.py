@@ -199,6 +199,16 @@ def test_failing_and_wrong_implementations_are_recorded(tmp_path, monkeypatch):
     assert _run(tmp_path / "strict", "--impl", "gc/broken", "--strict") == 1
 
 
+def test_a_cpu_run_times_on_one_thread_unless_told(tmp_path):
+    torch.set_num_threads(2)  # the fixture restores the caller's setting afterwards
+    assert _run(tmp_path / "default", "--impl", "full/naive", "--max-shapes", "1") == 0
+    env = json.loads((tmp_path / "default" / "env.json").read_text())
+    assert env["threads"] == results.CPU_THREADS == 1
+    code = _run(tmp_path / "two", "--impl", "full/naive", "--max-shapes", "1", "--threads", "2")
+    assert code == 0
+    assert json.loads((tmp_path / "two" / "env.json").read_text())["threads"] == 2
+
+
 def test_interrupt_then_resume_loses_and_duplicates_nothing(tmp_path, monkeypatch):
     impls = ("--impl", "full/naive", "--impl", "gc/rearranged")
     real = timing.time_interleaved

@@ -26,7 +26,7 @@ from sepgconv import models
 
 from ..measure import env
 from ..pipeline.models import PASSES, run_models
-from ..store.results import LOCAL_RESULTS, write_env
+from ..store.results import CPU_THREADS, LOCAL_RESULTS, write_env
 
 
 def _csv_list(text: str) -> list[str]:
@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--batches", type=_int_list, default=None, help="batch sizes (default: per device)")
     add("--passes", type=_csv_list, default=None, help="fwd,fwdbwd (default: both)")
     add("--no-memory", action="store_true", help="skip the peak-memory call")
-    add("--threads", type=int, default=None, help="torch.set_num_threads(N)")
+    add("--threads", type=int, default=None, help="torch.set_num_threads(N) (CPU default: 1)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -61,6 +61,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: unknown models {unknown} / passes {bad_pass}; models: "
               f"{models.names()}, passes: {list(PASSES)}", file=sys.stderr)  # fmt: skip
         return 2
+    if args.threads is None and not device.startswith("cuda"):
+        args.threads = CPU_THREADS
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or LOCAL_RESULTS / env.device_slug(device) / "models"

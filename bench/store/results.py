@@ -28,6 +28,10 @@ from .record import SCHEMA_VERSION, Result
 #: where runs go by default: ignored by git, so a run never overwrites the published
 #: folders (results/<device-slug>/, refreshed deliberately with --out)
 LOCAL_RESULTS = Path("results") / "local"
+#: torch threads of a CPU run unless --threads says otherwise: one thread gave the
+#: steadiest in-run ratios on the project's shared 2-core VM, quiet and loaded
+#: (README, "Timing that holds on a shared machine"; ``python -m bench stability``)
+CPU_THREADS = 1
 RESULTS_CSV = "results.csv"
 SAMPLES_JSONL = "samples.jsonl"
 BENCHMARK_JSON = "benchmark.json"
