@@ -24,19 +24,92 @@ def _gconv(variant, impl, c=8, group="p4"):
 
 
 # ---------------------------------------------------------------- memory
-def test_cpu_peak_replays_the_allocations_exactly():
-    """A call whose allocations are known byte for byte (no oneDNN, no workspace)."""
+class _Event:
+    """One event of a fake profiler trace: what cpu_peak_bytes reads of kineto's."""
+
+    def __init__(self, t_ns, nbytes, name="[memory]", device="DeviceType.CPU"):
+        self._t, self._n, self._name, self._dev = t_ns, nbytes, name, device
+
+    def start_ns(self):
+        return self._t
+
+    def nbytes(self):
+        return self._n
+
+    def name(self):
+        return self._name
+
+    def device_type(self):
+        return self._dev
+
+
+def _fake_profile(events, calls):
+    """A stand-in for torch.profiler.profile whose trace is ``events``."""
+
+    class Profile:
+        def __init__(self, **kwargs):
+            self.profiler = type("P", (), {})()
+            self.profiler.kineto_results = type("K", (), {"events": lambda _: events})()
+
+        def __enter__(self):
+            calls.append("enter")
+            return self
+
+        def __exit__(self, *exc):
+            calls.append("exit")
+            return False
+
+    return Profile
+
+
+def test_cpu_peak_replays_the_allocation_events_in_time_order(monkeypatch):
+    """The replay itself, on a trace known event by event: the peak of the running sum
+    of +alloc/-free in time order, CPU memory events only, the step's release() first."""
+    events = [  # listed out of time order, as a trace may be
+        _Event(30, -4_000),  # free a
+        _Event(10, 4_000),  # alloc a
+        _Event(20, 8_000),  # alloc b: 12,000 live
+        _Event(25, 1_000_000, name="aten::empty"),  # not a memory event
+        _Event(26, 1_000_000, device="DeviceType.CUDA"),  # not CPU memory
+        _Event(40, 2_000),  # alloc c: 10,000 live
+        _Event(50, -8_000),  # free b
+        _Event(60, 3_000),  # 5,000 live
+    ]
+    calls: list = []
+    monkeypatch.setattr(torch.profiler, "profile", _fake_profile(events, calls))
 
     def step():
-        a = torch.empty(1000)  # 4,000 bytes
-        b = torch.empty(2000)  # 8,000: 12,000 live
-        del a  # 8,000 live
-        c = torch.empty(500)  # 10,000 live
+        calls.append("step")
+
+    step.release = lambda: calls.append("release")
+    assert memory.cpu_peak_bytes(step) == 12_000
+    assert calls == ["release", "enter", "step", "exit"]
+    ignoring_frees = _fake_profile([e for e in events if e.nbytes() > 0], [])
+    monkeypatch.setattr(torch.profiler, "profile", ignoring_frees)
+    assert memory.cpu_peak_bytes(lambda: None) == 4_000 + 8_000 + 2_000 + 3_000
+
+
+def test_cpu_peak_counts_what_is_live_together_and_what_is_freed():
+    """The real profiler: tensors alive together count together, freed ones do not
+    (bounds with room for anything else the allocator might report)."""
+    mb = 2**20
+
+    def step():
+        a = torch.empty(mb // 4)  # 1 MiB
+        b = torch.empty(mb // 2)  # 2 MiB: 3 MiB live
+        del a
+        c = torch.empty(mb // 8)  # 0.5 MiB: 2.5 MiB live
         del b
         return c  # the output counts: it is allocated during the call
 
-    assert memory.cpu_peak_bytes(step) == 12_000
-    assert memory.cpu_peak_bytes(lambda: torch.empty(250)) == 1_000
+    assert 3 * mb <= memory.cpu_peak_bytes(step) < 3.5 * mb
+
+    def churn():
+        for _ in range(10):
+            t = torch.empty(mb // 4)  # 1 MiB, freed before the next one
+            del t
+
+    assert mb <= memory.cpu_peak_bytes(churn) < 2 * mb  # frees counted: not 10 MiB
 
 
 @pytest.mark.parametrize("h", [16, 32, 64])
@@ -109,6 +182,26 @@ def test_time_interleaved_samples_and_interleaves():
     assert switches >= 3, "the implementations were not interleaved"
 
 
+def test_time_interleaved_rotates_the_order_of_every_round():
+    """Each round visits every callable once, and over the rounds each callable takes
+    each place in the order equally often: no one is always first after another's
+    cache-cold call, or always last when a drift builds up within a round."""
+    keys = ["a", "b", "c"]
+    calls = []
+    steps = {k: (lambda k=k: calls.append(k)) for k in keys}
+    # one call per sample (a block of 1e-9 s is one call) and exactly 6 samples each
+    t = Timing(budget_s=0.001, block_s=1e-9, min_samples=6, max_samples=6, warmup_s=0.0)
+    out = timing.time_interleaved(steps, "cpu", t)
+    assert all(out[k].n == 6 and out[k].rounds == list(range(6)) for k in keys)
+    assert calls[: 2 * len(keys)] == [k for k in keys for _ in range(2)]  # warm-ups
+    timed = calls[2 * len(keys) :]
+    rounds = [timed[i : i + 3] for i in range(0, len(timed), 3)]
+    assert len(rounds) == 6 and all(sorted(r) == keys for r in rounds)
+    places = {(k, r.index(k)) for r in rounds for k in keys}
+    counts = {kp: sum(r.index(kp[0]) == kp[1] for r in rounds) for kp in places}
+    assert len(places) == 9 and set(counts.values()) == {2}, rounds
+
+
 def test_time_interleaved_records_a_failure_and_goes_on():
     def boom():
         raise RuntimeError("kaput")
@@ -120,22 +213,38 @@ def test_time_interleaved_records_a_failure_and_goes_on():
     assert isinstance(out["ok"], timing.Samples) and out["ok"].n >= 5
 
 
-def test_time_interleaved_adapts_when_calls_turn_slow():
-    import time
+class _Clock:
+    """A virtual clock for timing.time: time passes only when a step says so."""
 
+    def __init__(self):
+        self.ns = 0
+
+    def perf_counter_ns(self):
+        return self.ns
+
+    def perf_counter(self):
+        return self.ns * 1e-9
+
+
+def test_time_interleaved_adapts_when_calls_turn_slow(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(timing, "time", clock)
     count = {"n": 0}
 
-    def turns_slow():  # fast during warm-up, then 0.5 ms per call (a loaded machine)
+    def turns_slow():  # 1 µs during warm-up, then 0.5 ms per call (a loaded machine)
         count["n"] += 1
-        if count["n"] > 3:
-            time.sleep(0.0005)
+        clock.ns += 1_000 if count["n"] <= 3 else 500_000
 
     t = Timing(budget_s=0.01, block_s=0.0005, min_samples=5, max_samples=30, warmup_s=0.0)
-    t0 = time.perf_counter()
     s = timing.time_interleaved({"x": turns_slow}, "cpu", t)["x"]
-    assert s.iterations < 10 and s.n >= 5  # blocks shrank after the first one
-    assert time.perf_counter() - t0 < 3.0  # and the time spent stayed bounded
-    assert min(s.per_call_s) >= 0.0004
+    # warm-up: 1 µs per call, so the first block is ceil(0.5 ms / 1 µs) = 500 calls
+    # (≈ 0.25 s); that block took over 10× block_s, so the blocks after it shrank ...
+    assert s.iterations < 10
+    # ... and having spent over 3× budget_s, it stopped at min_samples
+    assert s.n == t.min_samples
+    assert count["n"] <= 2 + 500 + (t.min_samples - 1) * 10
+    assert clock.ns * 1e-9 < 0.3  # not 30 samples × 500 calls × 0.5 ms = 7.5 s
+    assert min(s.per_call_s) >= 0.0004 and max(s.per_call_s) <= 0.0005
 
 
 def test_samples_noisy_flag():
@@ -198,12 +307,25 @@ def test_random_input_is_seeded_and_not_zero():
     assert a.abs().sum() > 0 and a.std() > 0.5
 
 
-def test_derive_reference_speedup_is_exactly_one():
-    r = driver.base_result(Shape("p4", "group", 4, 4, 3, 8, 8, 1), shapes.REFERENCE, "fwd")
-    r.set_samples(timing.Samples([0.003, 0.001, 0.002], 1))
-    record.derive(r, r.latency_ms_median, r.macs_formula)
-    assert r.speedup_vs_full == 1.0 and r.theoretical_speedup == 1.0 and r.efficiency == 1.0
-    assert r.gmacs_per_s == pytest.approx(r.macs_formula / 0.002 / 1e9)
+def test_derive_against_a_reference_that_is_not_itself():
+    shape = Shape("p4", "group", 4, 4, 3, 8, 8, 1)
+    r = driver.base_result(shape, shapes.Impl("gc", "rearranged"), "fwd")
+    r.status = "ok"
+    r.set_samples(timing.Samples([0.003, 0.001, 0.002], 1))  # median 2 ms
+    full_macs = counting.dense_macs(shape.layer_shape())
+    record.derive(r, 5.0, full_macs)  # the full GConv of this shape: 5 ms
+    gc = counting.gc_rearranged_macs(shape.layer_shape())
+    assert r.macs_formula == gc < full_macs
+    assert r.speedup_vs_full == pytest.approx(2.5)
+    assert r.theoretical_speedup == pytest.approx(full_macs / gc)
+    assert r.efficiency == pytest.approx(2.5 * gc / full_macs)
+    assert r.gmacs_per_s == pytest.approx(gc / 0.002 / 1e9)  # fwd: the MACs once
+    # a row that did not run has its MAC promise but no measured ratios
+    failed = driver.base_result(shape, shapes.Impl("gc", "rearranged"), "fwd")
+    failed.fail("error", "boom")
+    record.derive(failed, 5.0, full_macs)
+    assert failed.theoretical_speedup == pytest.approx(full_macs / gc)
+    assert failed.speedup_vs_full is None and failed.efficiency is None
 
 
 # ---------------------------------------------------------------- sweep definitions
@@ -226,7 +348,7 @@ def test_profiles_iterate_the_registry_and_the_dense_reference():
     assert {s.k for s in profiles.PROFILES["quick"].shapes("cpu")} == {1, 3, 5, 7}
 
 
-def test_memory_guard_skips_what_cannot_fit():
+def test_memory_guard_skips_what_cannot_fit(monkeypatch):
     case = Case(
         Shape("p4m", "group", 64, 64, 3, 64, 64, 32), shapes.Impl("g", "rearranged"), "fwdbwd"
     )
@@ -234,9 +356,11 @@ def test_memory_guard_skips_what_cannot_fit():
     assert need > 4 * 2**30  # X̃ alone: 32·64·64·8·64·64·4 bytes = 4 GiB
     assert "GiB" in guard.skip_reason(case, available=2**30)
     assert guard.skip_reason(case, available=2**40) is None
-    prepared = driver.prepare_case(case) if need > guard.available_memory_bytes("cpu") else None
-    if prepared is not None:
-        assert prepared.result.status == "skipped" and prepared.step is None
+    # prepare_case asks the machine what is free: on any host, with 1 GiB free, it skips
+    monkeypatch.setattr(guard, "available_memory_bytes", lambda device: 2**30)
+    prepared = driver.prepare_case(case)
+    assert prepared.result.status == "skipped" and prepared.step is None
+    assert "GiB" in prepared.result.error
 
 
 def test_measure_shape_records_a_shape_that_cannot_fit():

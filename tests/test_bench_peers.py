@@ -18,9 +18,24 @@ def test_listed_as_a_full_implementation():
 
 @pytest.mark.parametrize("group", ["p4", "p4m"])
 def test_element_map_is_a_group_isomorphism(group):
+    """φ is a bijection that carries e2cnn's own group law to sepgconv's Cayley table:
+    φ(a·b) = φ(a)·φ(b) for every pair, composed by e2cnn on one side and by
+    sepgconv on the other (a permutation alone could scramble the products)."""
     phi = peers.element_map(group)
     grp = sepgconv.get_group(group)
-    assert sorted(phi) == list(range(grp.order)) and phi[0] == grp.identity
+    elements = list(peers._gspace(group).fibergroup.elements)
+    fiber = peers._gspace(group).fibergroup
+    assert sorted(phi) == list(range(grp.order)) and len(elements) == grp.order
+    assert phi[_index(fiber, elements, fiber.identity)] == grp.identity
+    for a, ea in enumerate(elements):
+        for b, eb in enumerate(elements):
+            ab = _index(fiber, elements, fiber.combine(ea, eb))
+            assert phi[ab] == grp.compose(phi[a], phi[b]), (ea, eb)
+
+
+def _index(fiber, elements, e) -> int:
+    (i,) = [i for i, x in enumerate(elements) if fiber.equal(x, e)]
+    return i
 
 
 def _build_or_skip(shape):

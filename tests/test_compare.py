@@ -203,6 +203,24 @@ def test_too_few_samples_are_shown_not_tested():
     assert any("fewer than 5 samples" in n for n in r.notes)
 
 
+def test_a_change_within_the_noise_is_noisy_not_a_regression():
+    """σ = 0.25 per sample: a +20 % change of one benchmark is above the threshold but
+    inside its noise band, so the test cannot confirm it. Judged on the threshold
+    alone (the noise band ignored) it would be a regression."""
+    noise = S.Noise(sigma=0.25, round_sigma=0.05, spike_prob=0.0, tau=0.01)
+    r = compare(make_doc(1, noise=noise), make_doc(2, one(TARGET, 1.2), noise=noise),
+                rules=("ratio",))  # fmt: skip
+    (t,) = [p for p in r.pairs if p.params == TARGET]
+    assert t.ratio.change > t.ratio.bar == 0.10  # above the threshold...
+    assert t.ratio.p_adj >= r.alpha  # ...but the test cannot tell it from the noise
+    assert t.verdict == "noisy" and not regressions(r) and r.exit_code == 0
+    # the same +20 % at σ = 0.01 is far outside the noise: a regression
+    quiet = S.Noise(sigma=0.01, round_sigma=0.05, spike_prob=0.0, tau=0.01)
+    r = compare(make_doc(1, noise=quiet), make_doc(2, one(TARGET, 1.2), noise=quiet),
+                rules=("ratio",))  # fmt: skip
+    assert regressions(r) == [TARGET]
+
+
 def test_pairing_cancels_the_load_of_a_round():
     """Heavy load common to each round: only the paired ratio sees a 30 % change."""
     loaded = S.Noise(sigma=0.02, round_sigma=0.4, spike_prob=0.0, tau=0.01)
@@ -534,8 +552,19 @@ def test_reads_real_pytest_benchmark_output(tmp_path):
     run = runs.load_run(out)
     assert len(run.benches) == 2 and all(b.summary.n >= 20 for b in run.benches.values())
     assert not run.paired
-    r = C.compare_runs(run, run)
-    assert r.exit_code == 0 and r.count("unchanged") == 2
+    # NEW: the same file with one benchmark's samples twice as slow, the other's
+    # in another order (the same samples: a test on them sees no change)
+    doc = json.loads(out.read_text())
+    slow, shuffled = doc["benchmarks"]
+    slow["stats"]["data"] = [2 * t for t in slow["stats"]["data"]]
+    slow["stats"]["median"] *= 2
+    shuffled["stats"]["data"] = shuffled["stats"]["data"][::-1]
+    r = C.compare_runs(run, runs.parse_run(doc, "new"))
+    verdicts = {p.name: p.verdict for p in r.pairs}
+    assert verdicts == {slow["name"]: "regression", shuffled["name"]: "unchanged"}
+    (reg,) = [p for p in r.pairs if p.verdict == "regression"]
+    assert reg.absolute.change == pytest.approx(1.0, rel=1e-9) and reg.ratio is None
+    assert r.exit_code == 1
 
 
 def test_same_input_same_report():

@@ -6,7 +6,8 @@ import re
 
 import pytest
 import torch
-from conftest import GROUPS, IMPLS, impl_id, random_input
+import torch.nn.functional as F
+from conftest import GROUPS, IMPLS, impl_id, random_input, randomize_
 
 import sepgconv
 from sepgconv import GConv2d
@@ -134,12 +135,36 @@ def test_state_dict_moves_between_impls_unchanged(variant):
         assert all(not k.startswith("_") for k in layer.state_dict())
 
 
+def _dense_reference(layer, x):
+    """``layer(x)`` by definition: one dense conv with F̃, plus the bias per output channel."""
+    f = layer.expand_filter().detach()
+    n, go, c, gi, k, _ = f.shape
+    y = F.conv2d(
+        x.reshape(x.shape[0], c * gi, *x.shape[-2:]),
+        f.reshape(n * go, c * gi, k, k),
+        stride=layer.stride,
+        padding=layer.padding,
+    )
+    return y.view(x.shape[0], n, go, *y.shape[-2:]) + layer.bias.detach().view(1, -1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("vi", IMPLS, ids=impl_id)
-def test_to_impl_keeps_outputs(vi):
-    layer = GConv2d(3, 4, 3, variant=vi[0], impl=vi[1], padding=1, dtype=torch.float64)
+def test_to_impl_keeps_outputs(vi, mode):
+    # random weights and a random, non-zero bias: a path that drops the bias (or the
+    # eval cache's bias) differs from the definition; eval mode runs the cached path
+    layer = randomize_(GConv2d(3, 4, 3, variant=vi[0], impl=vi[1], padding=1, dtype=torch.float64))
+    assert layer.bias.abs().min() > 0
     x = random_input(layer)
-    for impl in [i for v, i in IMPLS if v == vi[0]]:  # those this CPU runs
-        torch.testing.assert_close(layer.to_impl(impl)(x), layer(x), rtol=1e-10, atol=1e-10)
+    expected = _dense_reference(layer, x)
+    for impl in sepgconv.impls_of(vi[0]):
+        if (vi[0], impl) not in IMPLS:  # one this CPU does not run
+            continue
+        other = getattr(layer.to_impl(impl), mode)()
+        assert other.impl == impl
+        with torch.no_grad():
+            torch.testing.assert_close(other(x), expected, rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(other(x), expected, rtol=1e-10, atol=1e-10)  # cached
 
 
 def _cache(layer, x):
@@ -150,15 +175,17 @@ def _cache(layer, x):
 @pytest.mark.parametrize("vi", IMPLS, ids=impl_id)
 class TestEvalCache:
     def test_state_dict_identical_in_train_and_eval(self, vi):
-        layer = GConv2d(3, 4, 3, variant=vi[0], impl=vi[1])
+        layer = randomize_(GConv2d(3, 4, 3, variant=vi[0], impl=vi[1]))
         x = random_input(layer, dtype=torch.float32)
-        before = layer.state_dict()
+        # copies: state_dict() tensors share storage with the parameters themselves
+        before = {k: v.detach().clone() for k, v in layer.state_dict().items()}
         layer.eval()
         with torch.no_grad():
             layer(x)
         after = layer.state_dict()
         assert list(before) == list(after)
-        assert all(torch.equal(before[k], after[k]) for k in before)
+        for k in before:
+            torch.testing.assert_close(after[k], before[k], rtol=0, atol=0, msg=k)
         assert not any(n.startswith("_cache") for n, _ in layer.named_buffers())
 
     def test_cache_is_reused_and_invalidated(self, vi):

@@ -20,9 +20,18 @@ from bench.judge import synthetic as S
 from bench.judge import validate as V
 from bench.judge.aggregate import level, shape_mean
 from bench.judge.familywise import between_run_sd, holm, split_holm
-from bench.judge.pairing import paired_log_ratios
-from bench.judge.runs import params_key
-from bench.judge.stats import p_two_sided, trimmed, welch_df
+from bench.judge.pairing import estimates, paired_log_ratios
+from bench.judge.runs import Bench, params_key
+from bench.judge.stats import (
+    MEDIAN_ONLY,
+    PAIRED,
+    SAMPLES,
+    decide,
+    p_two_sided,
+    summarize,
+    trimmed,
+    welch_df,
+)
 
 # ------------------------------------------------------------------ pairing
 
@@ -71,6 +80,55 @@ def test_pairing_uses_every_sample_once_and_is_invariant_to_a_round_factor(n, m,
         assert np.allclose(lr2, lr)  # same rounds: the factor cancels exactly
     # a constant factor on the benchmark moves every ratio by exactly its log
     assert np.allclose(paired_log_ratios(3.0 * x, xr, ref, rr), lr + math.log(3.0))
+
+
+def _bench(values, rounds=None):
+    v = np.asarray(values, float)
+    r = None if rounds is None else np.asarray(rounds, np.int64)
+    return Bench((("k", 0),), {}, "", "", {}, summarize(v, float(np.median(v))), r)
+
+
+def test_the_ratio_statistic_is_on_paired_ratios_not_on_raw_samples():
+    """A benchmark exactly 1.5× its reference in every round, under a load that
+    moves both tenfold from round to round: the ratio statistic is log 1.5 with
+    no spread; the benchmark's own samples (the absolute statistic) keep the load."""
+    rng = np.random.default_rng(7)
+    load = np.exp(rng.normal(0, 1.0, 12))
+    ref = 1e-3 * load
+    rounds = np.arange(12)
+    b, r = _bench(1.5 * ref, rounds), _bench(ref, rounds)
+    (ratio,) = estimates([(b, r)])
+    assert ratio.method == PAIRED and ratio.n == 12
+    assert ratio.value == pytest.approx(math.log(1.5), abs=1e-12)
+    assert ratio.se == pytest.approx(0.0, abs=1e-12)
+    (absolute,) = estimates([(b, None)])
+    assert absolute.method == SAMPLES and absolute.se > 0.1
+    assert absolute.value == pytest.approx(trimmed(np.log(1.5 * ref))[0])
+    # without round indices: unpaired, the reference's noise counted in the se
+    (unpaired,) = estimates([(_bench(1.5 * ref), _bench(ref))])
+    assert unpaired.value == pytest.approx(math.log(1.5), abs=1e-12) and unpaired.se > 0.1
+
+
+def test_decide_needs_both_significance_and_an_effect_above_the_threshold():
+    kw = dict(alpha=0.01, threshold=0.10, method=PAIRED)
+    up, down, small = math.log(1.2), math.log(1 / 1.2), math.log(1.05)
+    assert decide(up, 1e-6, **kw).verdict == "regression"
+    assert decide(down, 1e-6, **kw).verdict == "improvement"
+    # beyond the threshold, but inside the noise: not confirmed by the test
+    assert decide(up, 0.3, **kw).verdict == "noisy"
+    assert decide(down, 0.3, **kw).verdict == "noisy"
+    assert decide(up, 0.0100001, **kw).verdict == "noisy"
+    # significant but below the threshold: too small to count
+    assert decide(small, 1e-12, **kw).verdict == "unchanged"
+    assert decide(small, 0.5, **kw).verdict == "unchanged"
+    # no test (too few samples): never a regression on its own
+    assert decide(up, None, **kw).verdict == "noisy"
+    # no raw samples at all: the threshold alone decides
+    assert decide(up, None, alpha=0.01, threshold=0.10, method=MEDIAN_ONLY).verdict == (
+        "regression"
+    )
+    d = decide(up, 0.3, **kw)
+    assert d.change == pytest.approx(0.2) and d.bar == 0.10
 
 
 # ------------------------------------------------------- standard error, tails
