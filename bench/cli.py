@@ -18,6 +18,7 @@ import sys
 # subcommand -> (module under bench.commands, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run a sweep and write results.csv, benchmark.json, env.json, plots"),
+    "merge": ("merge", "join the folders of a sharded run (run --shard I/N) into one"),
     "report": ("report", "turn a results folder into plots and a README"),
     "compare": ("compare", "compare two pytest-benchmark JSON files for regressions"),
     "profile": ("profile", "per-operator torch.profiler breakdown per implementation"),
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="sepgconv benchmark suite: sweep, report, compare, profile, models",
+        description="sepgconv benchmark suite: sweep, merge, report, compare, profile, models",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -7,9 +7,12 @@ Usage::
     pytest bench/ --benchmark-only --benchmark-json out.json
     pytest bench/ --benchmark-only --benchmark-autosave    # .benchmarks/, then
     pytest bench/ --benchmark-only --benchmark-compare     # against the last save
+    pytest bench/ --benchmark-only -n auto                 # pytest-xdist: one worker per GPU
 
 Options added here: ``--sweep-profile`` (``smoke`` | ``quick`` | ``full``,
-default ``smoke``) and ``--sweep-device`` (default: ``cuda`` when available).
+default ``smoke``), ``--sweep-device`` (default: ``cuda`` when available) and
+``--allow-parallel-cpu`` (CPU workers of ``-n N`` time at once, pinned to
+their own cores, instead of taking turns; see :mod:`bench.workers`).
 
 Each test is one row of the sweep (one :class:`bench.sweep.shapes.Case`, id like
 ``p4-group-c4x4-k3-h8x8-b1-g-rearranged-fwd-float32-cpu``). Before timing, the
@@ -21,14 +24,21 @@ matches on). On CUDA every test gets a synchronising timer through the
 ``benchmark`` marker (:func:`cuda_sync_timer`) unless ``--benchmark-timer`` is
 given. Unlike ``python -m bench run``, tests run one after another, not
 interleaved.
+
+With pytest-xdist (``-n N``) each worker times its share and the controller
+writes one JSON with every case once (:mod:`bench.workers`): one worker per
+visible GPU; on the CPU the workers take turns unless ``--allow-parallel-cpu``.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 
 import pytest
 
+from . import workers
 from .sweep import profiles
 
 DEFAULT_TIMER = "time.perf_counter"  # pytest-benchmark's default --benchmark-timer
@@ -54,10 +64,117 @@ def pytest_addoption(parser):
     group.addoption(
         "--sweep-device", default=None, help="cpu or cuda (default: cuda if available, else cpu)"
     )
+    group.addoption(
+        workers.ALLOW_PARALLEL_CPU,
+        action="store_true",
+        default=False,
+        help="with -n N on the CPU: time in all workers at once, each pinned to its own "
+        "physical cores (they share memory bandwidth, L3 and the turbo budget: numbers "
+        "move); default: the workers take turns",
+    )
 
 
 def _device(config) -> str:
     return config.getoption("--sweep-device") or profiles.default_device()
+
+
+def _machine(config) -> dict:
+    """What a placement is planned from: device, option, CPUs, GPUs."""
+    import torch
+
+    device = _device(config)
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    allow = bool(config.getoption(workers.ALLOW_PARALLEL_CPU))
+    return dict(device=device, allow_parallel_cpu=allow, cpus=cpus or [0], gpus=gpus)
+
+
+def _plan(config, count: int) -> list[dict]:
+    if getattr(config, "_sepgconv_plan", None) is None:
+        if getattr(config, "_sepgconv_lock", None) is None:
+            fd, config._sepgconv_lock = tempfile.mkstemp(prefix="sepgconv-turns-", suffix=".lock")
+            os.close(fd)
+        config._sepgconv_plan = workers.plan(count, **_machine(config), lock=config._sepgconv_lock)
+    return config._sepgconv_plan
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    workers.hide_benchmark_only(config)  # before pytest-benchmark's session (trylast)
+    if workers.is_worker(config):
+        config._sepgconv_placement = config.workerinput.get(workers.KEY) or {}
+        workers.apply(config._sepgconv_placement)
+    elif workers.is_controller(config) and isinstance(config.getoption("numprocesses", None), int):
+        try:  # a placement that would distort the timings stops here, cleanly
+            _plan(config, config.getoption("numprocesses"))
+        except ValueError as e:
+            raise pytest.UsageError(str(e)) from None
+
+
+def pytest_sessionstart(session):
+    workers.reenable(session.config)
+
+
+def pytest_report_header(config):
+    plan = getattr(config, "_sepgconv_plan", None)
+    if not plan:
+        return None
+    p = plan[0]
+    if len(plan) == 1:
+        where = f"GPU {p['gpu']}" if p["gpu"] is not None else "the CPU"
+        return f"sepgconv: one xdist worker, on {where}"
+    if p["mode"] == "turns":
+        return (
+            f"sepgconv: {len(plan)} CPU workers take turns (timings as with one worker); "
+            f"{workers.ALLOW_PARALLEL_CPU} runs them at once, pinned to their own cores"
+        )
+    where = "one GPU each" if p["gpu"] is not None else "CPU"
+    pins = f", {p['threads']} cores/threads each" if p["cpus"] else ", not pinned"
+    return f"sepgconv: {len(plan)} workers at once ({where}{pins}; see bench/workers.py)"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    return workers.auto_count(**_machine(config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    info = node.workerinput
+    index = int(str(info["workerid"]).removeprefix("gw"))
+    node.workerinput[workers.KEY] = _plan(node.config, int(info["workercount"]))[index]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    if not getattr(node.config, "_sepgconv_ids", None):
+        node.config._sepgconv_ids = list(ids)  # the order of the JSON's benchmarks
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    workers.collect(node.config, node)
+
+
+def pytest_sessionfinish(session):
+    if workers.is_worker(session.config):
+        workers.worker_output(session.config, session.config._sepgconv_placement)
+
+
+def pytest_unconfigure(config):
+    lock = getattr(config, "_sepgconv_lock", None)
+    if lock:
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+
+
+@pytest.fixture(autouse=True)
+def _worker_turn(request):
+    """CPU workers of ``-n N`` in turns: hold the shared lock for the whole test."""
+    with workers.turn(getattr(request.config, "_sepgconv_placement", None)):
+        yield
 
 
 def pytest_generate_tests(metafunc):
@@ -83,14 +200,33 @@ def mac_cache() -> dict:
     return {}
 
 
+@pytest.fixture(scope="session")
+def steady_allocator() -> dict:
+    """glibc's malloc thresholds fixed before the first timed case, as in ``bench run``
+    (:mod:`bench.measure.allocator`); what was done goes to ``machine_info``."""
+    from .measure import allocator
+
+    return allocator.steady()
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Add the GPU/torch/threads environment under ``machine_info["sepgconv_env"]``::
 
     machine_info["sepgconv_env"] = bench.measure.env.collect(device, roofline_ceilings=False)
+
+    With pytest-xdist, ``sepgconv_env["xdist"]`` records the workers' placement, and
+    ``threads`` is a worker's when they ran at once, pinned.
     """
-    from .measure import env
+    from .measure import allocator, env
 
     info = env.collect(_device(config), roofline_ceilings=False)
+    info["malloc"] = allocator.state()
     for volatile in ("date", "load_avg"):  # not the machine: keep --benchmark-compare quiet
         info.pop(volatile, None)
+    placement = workers.machine_info(config)
+    if placement:
+        info["xdist"] = placement
+        threads = {w.get("threads") for w in placement["placement"]}
+        if len(threads) == 1 and None not in threads:
+            info["threads"] = threads.pop()
     machine_info["sepgconv_env"] = info

@@ -9,7 +9,7 @@ from .pipeline import driver
 from .store.benchmark_json import EXTRA_INFO_KEYS
 
 
-def test_sweep(benchmark, case, mac_cache):
+def test_sweep(benchmark, case, mac_cache, steady_allocator):
     prepared = driver.prepare_case(case, mac_cache)
     r = prepared.result
     if r.status == "skipped":

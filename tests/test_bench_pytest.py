@@ -31,6 +31,7 @@ def test_pytest_benchmark_json_has_params_and_extra_info(tmp_path):
     ran = [c for c in cases if not guard.unavailable_reason(c)]  # the others are skipped
     assert len(benches) == len(ran)  # fwd and fwdbwd (-k matches both), every impl and format
     assert doc["machine_info"]["sepgconv_env"]["device"] == "cpu"
+    assert doc["machine_info"]["sepgconv_env"]["malloc"]["mode"] in ("steady", "environment")
     for b in benches:
         assert tuple(b["params"]) == shapes.PARAM_KEYS
         assert b["params"]["group"] == "p4" and b["params"]["c_in"] == 4

@@ -98,14 +98,24 @@ def test_smoke_csv_has_every_row_and_column(smoke):
 
 
 def test_smoke_counts_and_ratios(smoke):
-    for r in _rows(smoke):
+    rows = _rows(smoke)
+    by_key = {shapes.params_key(r): r for r in rows}
+    reference = dict(variant="full", impl="naive", memory_format="contiguous", compiled="False")
+    ratios = 0
+    for r in rows:
         if r["status"] != "ok":
             continue
         assert r["macs_measured"] == r["macs_formula"] and r["macs_match"] == "True"
         assert float(r["latency_ms_median"]) > 0 and int(r["n_samples"]) >= 5
         assert int(r["peak_mem_bytes"]) > 0
-        if shapes.impl_of(r) == shapes.REFERENCE:
-            assert float(r["speedup_vs_full"]) == 1.0
+        # the derived columns against the full GConv's row of the same shape and pass
+        ref = by_key[shapes.params_key(r | reference)]
+        speedup = float(ref["latency_ms_median"]) / float(r["latency_ms_median"])
+        promise = int(ref["macs_formula"]) / int(r["macs_formula"])
+        assert float(r["speedup_vs_full"]) == pytest.approx(speedup, rel=1e-12)
+        assert float(r["theoretical_speedup"]) == pytest.approx(promise, rel=1e-12)
+        assert float(r["efficiency"]) == pytest.approx(speedup / promise, rel=1e-9)
+        ratios += r["impl"] != "naive"
         if r["impl"] == "auto":  # what it chose is named, and the MACs are the choice's
             assert r["auto_choice"].split(" ")[0] in sepgconv.impls_of(r["variant"])
             assert float(r["tuning_s"]) >= 0
@@ -113,6 +123,7 @@ def test_smoke_counts_and_ratios(smoke):
             assert float(r["theoretical_speedup"]) == 1.0
         if (r["variant"], r["impl"]) == ("g", "rearranged"):
             assert int(r["peak_mem_bytes"]) >= int(r["intermediate_activation_bytes"]) // 2
+    assert ratios > 0  # rows other than the reference's were checked
 
 
 def test_smoke_benchmark_json(smoke):
@@ -137,6 +148,7 @@ def test_smoke_env_and_profile(smoke):
     env = json.loads((smoke / "env.json").read_text())
     assert env["peak_gmacs_per_s"] > 0 and env["peak_bandwidth_gb_per_s"] > 0
     assert env["device"] == "cpu" and env["cpu_model"] and env["profile"] == "smoke"
+    assert env["malloc"]["mode"] in ("steady", "system", "environment", "preloaded")
     with (smoke / "profile.csv").open(newline="") as f:
         prof = list(csv.DictReader(f))
     assert tuple(prof[0]) == PROFILE_COLUMNS
@@ -204,6 +216,7 @@ def test_a_cpu_run_times_on_one_thread_unless_told(tmp_path):
     assert _run(tmp_path / "default", "--impl", "full/naive", "--max-shapes", "1") == 0
     env = json.loads((tmp_path / "default" / "env.json").read_text())
     assert env["threads"] == results.CPU_THREADS == 1
+    assert torch.get_num_threads() == 2  # an in-process run leaves the caller's count
     code = _run(tmp_path / "two", "--impl", "full/naive", "--max-shapes", "1", "--threads", "2")
     assert code == 0
     assert json.loads((tmp_path / "two" / "env.json").read_text())["threads"] == 2

@@ -6,7 +6,7 @@ from conftest import GROUPS, IMPLS, impl_id, random_input, randomize_
 from torch.profiler import ProfilerActivity, profile
 
 import sepgconv
-from sepgconv import GConv2d, get_group, is_memory_format, to_memory_format
+from sepgconv import GConv2d, get_group, is_memory_format, registry, to_memory_format
 
 FORMATS = ["contiguous", "channels_last"]
 TOL = dict(rtol=1e-10, atol=1e-10)
@@ -144,9 +144,17 @@ def test_cached_weights_are_in_the_layers_format(vi):
 # ---------------------------------------------------------------------- #
 # no activation copies in a chain of layers of one format
 # ---------------------------------------------------------------------- #
+#: copies a convolution kernel makes inside itself are its backend's algorithm, chosen
+#: per CPU, shape and thread count (measured: with one thread some of this chain's
+#: convolutions copy their input inside ``aten::_convolution``, with two none do),
+#: not the library's layout
+_BACKEND_CONVS = {"aten::_convolution", "aten::convolution_backward"}
+
+
 def _activation_copies(prof) -> list[str]:
     """Copies (``aten::copy_``: what clone, contiguous and reshape-copies run) outside
-    filter construction and outside g/rearranged's own X̃ transpose."""
+    filter construction, outside g/rearranged's own X̃ transpose and outside the
+    convolution kernels themselves."""
     found = []
     for event in prof.events():
         if event.name != "aten::copy_":
@@ -155,7 +163,9 @@ def _activation_copies(prof) -> list[str]:
         while parent is not None:
             labels.append(parent.name)
             parent = parent.cpu_parent
-        if not {"sepgconv.build_weights", "sepgconv.transpose"} & set(labels):
+        if not {"sepgconv.build_weights", "sepgconv.transpose"} & set(labels) and not (
+            _BACKEND_CONVS & set(labels)
+        ):
             found.append(f"{event.name} under {labels[:3]}")
     return found
 
@@ -222,4 +232,9 @@ def test_counting_in_channels_last(vi, lifting):
     for inp in (x, to_memory_format(x, "channels_last")):
         count = counting.measure_macs(layer, inp)
         assert count.unsupported == {}
-        assert count.total == counting.layer_macs(layer, 8, 8, batch=2)
+        expected = counting.layer_macs(layer, 8, 8, batch=2)
+        if vi[1] == "auto":  # auto chooses per input format: count what it ran for this one
+            with torch.no_grad():
+                ran = registry.get(vi[0], layer.chosen_impl(inp))
+            expected = ran.macs(layer.layer_shape(8, 8, 2))
+        assert count.total == expected

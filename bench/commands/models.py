@@ -11,22 +11,27 @@ What is measured, and how: :mod:`bench.pipeline.models`. Output:
 finish; the :class:`bench.store.record.Result` record of kind ``model``),
 ``DIR/samples.jsonl`` and ``DIR/env.json``; ``DIR`` defaults to
 ``results/local/<device-slug>/models``. Exit code 0, or 1 when a row is
-``mismatch``/``error``/``oom``; 2 for unusable arguments.
+``mismatch``/``error``/``oom``; 2 for unusable arguments; 130 when stopped by
+Ctrl-C or SIGTERM (the rows finished so far are kept; ``env.json`` records
+``interrupted`` and ``wall_s``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from sepgconv import models
 
-from ..measure import env
+from ..measure import allocator, env
 from ..pipeline.models import PASSES, run_models
-from ..store.results import CPU_THREADS, LOCAL_RESULTS, write_env
+from ..pipeline.run import stop_name
+from ..store.results import CPU_THREADS, LOCAL_RESULTS, MODELS_CSV, write_env
+from .options import torch_threads
 
 
 def _csv_list(text: str) -> list[str]:
@@ -63,14 +68,30 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.threads is None and not device.startswith("cuda"):
         args.threads = CPU_THREADS
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    with torch_threads(args.threads):
+        return _run(args, device, names)
+
+
+def _run(args: argparse.Namespace, device: str, names: list[str]) -> int:
     out = args.out or LOCAL_RESULTS / env.device_slug(device) / "models"
     out.mkdir(parents=True, exist_ok=True)
-    write_env(out, env.collect(device, roofline_ceilings=False))
-    rows = run_models(
-        names, device, out, quick=args.quick, batches=args.batches, passes=args.passes,
-        memory=not args.no_memory,
-    )  # fmt: skip
+    malloc = allocator.steady()  # the allocator's thresholds fixed, as in bench run
+    environment = env.collect(device, roofline_ceilings=False)
+    environment["malloc"] = malloc
+    write_env(out, environment)
+    start = time.perf_counter()
+    try:
+        rows = run_models(
+            names, device, out, quick=args.quick, batches=args.batches, passes=args.passes,
+            memory=not args.no_memory,
+        )  # fmt: skip
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM: the same clean stop, no traceback
+        environment.update(interrupted=stop_name(e), wall_s=round(time.perf_counter() - start, 1))
+        write_env(out, environment)
+        print(f"\n{stop_name(e)}: stopped; the rows finished so far are kept in "
+              f"{out / MODELS_CSV}", file=sys.stderr)  # fmt: skip
+        return 130
+    environment.update(wall_s=round(time.perf_counter() - start, 1))
+    write_env(out, environment)
     failed = sum(r.status in ("mismatch", "error", "oom") for r in rows)
     return 1 if failed else 0

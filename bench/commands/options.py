@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 
 from ..judge.compare import RULES
@@ -88,3 +89,36 @@ def anchor(text: str) -> tuple | None:
         ``(variant, impl)`` or None.
     """
     return None if text.strip().lower() == "none" else reference(text)
+
+
+def shard(text: str):
+    """``2/3`` -> :class:`bench.sweep.shards.Shard` ``(2, 3)``.
+
+    Args:
+        text: the option's text, ``I/N`` with ``1 <= I <= N``.
+
+    Returns:
+        The shard.
+    """
+    from ..sweep.shards import Shard  # lazily: the sweep imports torch
+
+    try:
+        return Shard.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """``torch.set_num_threads(n)`` for the block (``None``/0: unchanged), the
+    caller's count restored afterwards: a command called in-process (as the tests
+    and the pytest plugin do) leaves no trace on the process."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

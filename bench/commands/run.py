@@ -3,7 +3,7 @@
 Usage::
 
     python -m bench run [--profile smoke|quick|full] [--device cpu|cuda] [--out DIR]
-                        [--resume] [--no-profile] [--no-report]
+                        [--resume] [--no-profile] [--no-report] [--shard I/N]
 
 Defaults: device ``cuda`` when available, else ``cpu``; profile ``full`` on
 CUDA, ``quick`` on the CPU; ``DIR = results/local/<device-slug>/`` (e.g.
@@ -22,6 +22,11 @@ An interrupted run keeps its rows; ``--resume`` skips the rows already in
 ``results.csv`` (key: the params columns) and appends the rest. Without
 ``--resume`` the folder's results are started afresh. A failing implementation
 is recorded (``status=error``/``oom``/``mismatch``) and the sweep goes on.
+
+``--shard I/N`` runs part I of N (:mod:`bench.sweep.shards`: whole shapes,
+deterministic, so ``--resume`` continues the same part; resuming a folder of
+another part is refused); ``env.json`` records the part (``shard``) and
+``python -m bench merge`` joins the parts' folders into one.
 The machine is watched during the run (:mod:`bench.measure.contention`): a
 disturbed run says so on the console, in ``env.json`` (``contention``), in the
 README and in the plot titles.
@@ -29,7 +34,8 @@ README and in the plot titles.
 Exit code: 0 when the sweep finished (1 with ``--strict`` if any row is
 ``mismatch``/``error``/``oom`` or has ``macs_match=False``, or the run was
 disturbed; 1 if the profile or the report failed), 2 for unusable arguments,
-130 when interrupted.
+130 when interrupted (Ctrl-C, or SIGTERM: the same clean stop, see
+:mod:`bench.pipeline.run`).
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ from pathlib import Path
 from ..measure import contention, env
 from ..pipeline import run
 from ..store import results
+from ..store import shards as shard_store
 from ..store.benchmark_json import case_name
 from ..sweep import profiles
+from . import options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -108,6 +116,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="exit 1 if any row is mismatch/error/oom, its MAC counts disagree, "
         "or the machine was disturbed during the run",
     )
+    parser.add_argument(
+        "--shard",
+        type=options.shard,
+        default=None,
+        metavar="I/N",
+        help="run part I of N of the sweep: whole shapes, balanced by rows, the same cases "
+        "on every rerun (so --resume works); the default --out gains -shard-IofN; only "
+        "shard 1 runs the profile; join the parts with `python -m bench merge`",
+    )
 
 
 def _after_run(out_dir: Path, args) -> int:
@@ -136,24 +153,32 @@ def main(args) -> int:
         return 2
     if args.threads is None and device == "cpu":
         args.threads = results.CPU_THREADS
-    if args.threads:
-        import torch
+    with options.torch_threads(args.threads):
+        return _run(args, device, prof, impls)
 
-        torch.set_num_threads(args.threads)
+
+def _run(args, device: str, prof: profiles.Profile, impls: list) -> int:
     out = Path(args.out) if args.out else results.LOCAL_RESULTS / env.device_slug(device)
+    shard = getattr(args, "shard", None)
+    if shard and not args.out:  # one folder per shard: results/local/<slug>-shard-2of3/
+        out = out.with_name(out.name + shard.suffix)
     try:
+        if args.resume:
+            shard_store.check_resume(out, shard)
         done = run.run_sweep(
             prof, device, impls, out, resume=args.resume, flush_l2=args.flush_l2,
             compiled=args.compile, max_shapes=args.max_shapes,
-            with_profile=not args.no_profile, log=lambda m: print(m, flush=True),
+            with_profile=not args.no_profile and (not shard or shard.index == 1),
+            shard=shard, log=lambda m: print(m, flush=True),
         )  # fmt: skip
     except results.StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (run.Terminated): the same stop
         kept = len(results.read_rows(out))
+        why = "terminated (SIGTERM)" if isinstance(e, run.Terminated) else "interrupted"
         print(
-            f"\ninterrupted: {kept} rows kept in {out / results.RESULTS_CSV}; "
+            f"\n{why}: {kept} rows kept in {out / results.RESULTS_CSV}; "
             f"rerun with --resume to continue",
             file=sys.stderr,
         )

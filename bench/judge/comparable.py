@@ -1,7 +1,8 @@
 """Comparable or not: whether two runs may get latency verdicts at all.
 
-A latency (absolute or ratio) compared across machine models, torch builds
-or thread counts measures the change of machine, not of the code — a ratio
+A latency (absolute or ratio) compared across machine models, torch builds,
+thread counts or, on a GPU, TF32 and cuDNN-benchmark settings measures the
+change of machine, not of the code — a ratio
 too: a different CPU has different caches and vector units, and the
 implementations move differently. And a run flagged as *disturbed* by the
 contention check (``machine_info.sepgconv_env.contention.disturbed``, see
@@ -43,12 +44,28 @@ def gpu_model(run: Run):
     return env.get("device_name") if str(env.get("device", "")).startswith("cuda") else None
 
 
+def cuda_setting(key: str):
+    """A reader of a CUDA run's backend flag in ``sepgconv_env`` (None on the CPU,
+    where the flag changes nothing and is not recorded)."""
+
+    def read(run: Run):
+        return run.env.get(key) if str(run.env.get("device", "")).startswith("cuda") else None
+
+    return read
+
+
 # (what, reader): a difference withholds latency verdicts
 BLOCKING = (
     ("CPU model", cpu_model),
     ("GPU model", gpu_model),
     ("torch version", lambda r: r.env.get("torch")),
     ("thread count", lambda r: r.env.get("threads")),
+    # TF32 runs float32 matmuls / convolutions on tensor cores at ~10 bits of
+    # mantissa: several times faster; cudnn.benchmark lets cuDNN pick algorithms by
+    # timing them: other kernels. Either change moves every float32 latency on a GPU.
+    ("TF32 matmul (allow_tf32_matmul)", cuda_setting("allow_tf32_matmul")),
+    ("TF32 cuDNN (allow_tf32_cudnn)", cuda_setting("allow_tf32_cudnn")),
+    ("cuDNN benchmark (cudnn_benchmark)", cuda_setting("cudnn_benchmark")),
 )
 # machine_info paths whose difference is only reported
 WARN_ONLY = (

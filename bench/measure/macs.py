@@ -1,4 +1,9 @@
-"""MACs measured by fvcore (DESIGN §3: one multiply-add counts once)."""
+"""MACs measured by fvcore (DESIGN §3: one multiply-add counts once).
+
+* :func:`count_macs` — fvcore's count of one module call.
+* :func:`counter_unavailable` — why fvcore cannot count here (it cannot be
+  imported: ``fvcore.nn`` needs ``portalocker`` and ``tabulate`` too), or None.
+"""
 
 from __future__ import annotations
 
@@ -20,3 +25,14 @@ def count_macs(module: torch.nn.Module, x: torch.Tensor) -> tuple[int, str]:
         mc = counting.measure_macs(module, x)
     unsupported = ";".join(f"{op}:{n}" for op, n in sorted(mc.unsupported.items()))
     return mc.total, unsupported
+
+
+def counter_unavailable() -> str | None:
+    """Why the MAC counter cannot load (``"ModuleNotFoundError: ..."``), or None when
+    ``fvcore.nn`` imports. Without it every ``macs_measured`` is unknown (empty), and
+    so is ``macs_match``: unknown, never False."""
+    try:
+        import fvcore.nn  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - ImportError, or a dependency's own failure
+        return f"{type(e).__name__}: {e}"
+    return None

@@ -2,8 +2,9 @@
 allocation events on the CPU (a measurement, never only a formula; DESIGN §4).
 
 * :func:`peak_memory` — working memory of one call (CUDA: ``max_memory_allocated``
-  above what was allocated before, ``max_memory_reserved``, NVML's device-used
-  figure; CPU: :func:`cpu_peak_bytes`).
+  above what was allocated before, ``max_memory_reserved`` above what was reserved
+  before (the cache emptied first), NVML's device-used figure; CPU:
+  :func:`cpu_peak_bytes`).
 * :func:`is_oom` — tell an out-of-memory error from other failures.
 """
 
@@ -70,7 +71,7 @@ class Memory:
     """Memory of one call. Bytes; None when not available on the device."""
 
     peak_mem_bytes: int | None = None  # working memory of the call
-    mem_reserved_bytes: int | None = None  # CUDA: max_memory_reserved
+    mem_reserved_bytes: int | None = None  # CUDA: max_memory_reserved - reserved before
     nvml_used_bytes: int | None = None  # CUDA: NVML device memory used
 
 
@@ -78,8 +79,11 @@ def peak_memory(step: Callable[[], object], device: torch.device | str) -> Memor
     """Working memory of one call of ``step`` (call it once before, to warm up).
 
     CUDA: ``max_memory_allocated()`` after ``reset_peak_memory_stats()``, minus
-    ``memory_allocated()`` before the call; plus ``max_memory_reserved()`` and
-    NVML's device-used figure (None without NVML). CPU: :func:`cpu_peak_bytes`.
+    ``memory_allocated()`` before the call; ``max_memory_reserved()`` minus
+    ``memory_reserved()`` before the call, after ``empty_cache()``: what the call
+    made the allocator reserve, not the cache earlier rows left behind (a
+    ``g/rearranged`` row's multi-GB reserve would otherwise pass to every row after
+    it); and NVML's device-used figure (None without NVML). CPU: :func:`cpu_peak_bytes`.
     """
     device = torch.device(device)
     if device.type != "cuda":
@@ -88,14 +92,16 @@ def peak_memory(step: Callable[[], object], device: torch.device | str) -> Memor
     if release is not None:  # the previous call's gradients: not part of this call
         release()
     torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()  # earlier calls' cached blocks: not this call's reserve
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
+    reserved_before = torch.cuda.memory_reserved(device)
     result = step()
     torch.cuda.synchronize(device)
     del result
     return Memory(
         peak_mem_bytes=int(torch.cuda.max_memory_allocated(device) - before),
-        mem_reserved_bytes=int(torch.cuda.max_memory_reserved(device)),
+        mem_reserved_bytes=int(torch.cuda.max_memory_reserved(device) - reserved_before),
         nvml_used_bytes=env.nvml_used_bytes(device),
     )
 

@@ -11,6 +11,8 @@
 * :func:`time_interleaved` — latency samples of several callables, interleaved
   round-robin so drifting machine load hits all alike.
 * :class:`Samples` — the raw per-call samples and the latency columns of a row.
+* :func:`without_frames` — an exception fit to keep: its frames (and the failed
+  call's tensors) let go.
 """
 
 from __future__ import annotations
@@ -89,6 +91,20 @@ def make_step(
 
     fwdbwd.release = release
     return fwdbwd
+
+
+def without_frames(e: BaseException) -> BaseException:
+    """``e`` without its traceback and chained exceptions (changed in place, returned).
+
+    A kept exception holds, through its traceback's frames, every local of the
+    failed call: on a GPU the tensors of an out-of-memory call (a multi-GB X̃)
+    would stay allocated while the other implementations are timed, and one OOM
+    would breed more. A row needs only the exception's type and text.
+    """
+    e.__traceback__ = None
+    e.__context__ = None
+    e.__cause__ = None
+    return e
 
 
 def synchronize(device: torch.device) -> None:
@@ -193,8 +209,9 @@ def time_interleaved(
     once it has ``min_samples`` and has spent 3× ``budget_s``.
 
     Returns:
-        ``{key: Samples}``; a callable that raised maps to its exception (the
-        others go on). ``KeyboardInterrupt`` propagates.
+        ``{key: Samples}``; a callable that raised maps to its exception, kept
+        without its frames (:func:`without_frames`; the others go on).
+        ``KeyboardInterrupt`` propagates.
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
@@ -205,7 +222,7 @@ def time_interleaved(
         try:
             t = _warm_up(step, device, timing)
         except Exception as e:  # noqa: BLE001 - recorded per implementation
-            out[key] = e
+            out[key] = without_frames(e)
             continue
         iters = 1 if cuda else max(1, math.ceil(timing.block_s / t))
         n = timing.budget_s // (t * iters)
@@ -253,7 +270,7 @@ def time_interleaved(
                         step()
                     block = (time.perf_counter_ns() - t0) * 1e-9
                 except Exception as e:  # noqa: BLE001
-                    out[key] = e
+                    out[key] = without_frames(e)
                     continue
                 samples.per_call_s.append(block / iters)
                 samples.rounds.append(r)
@@ -265,7 +282,7 @@ def time_interleaved(
                     torch.cuda.synchronize(device)
                 except Exception as e:  # noqa: BLE001 - an async error poisons the round
                     for key, _, _ in pending:
-                        out[key] = e
+                        out[key] = without_frames(e)
                     continue
                 for key, start, end in pending:
                     if isinstance(out[key], Samples):

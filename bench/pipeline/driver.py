@@ -31,7 +31,7 @@ import torch
 from sepgconv import counting
 
 from ..measure import contention, memory
-from ..measure.timing import Timing, time_interleaved
+from ..measure.timing import Timing, time_interleaved, without_frames
 from ..store import record
 from ..store.record import Result
 from ..sweep import subjects
@@ -51,7 +51,12 @@ from .rows import (
 
 
 def _fail(r: Result, e: BaseException, device: str) -> None:
+    """Record ``e`` in ``r``; on CUDA give the failed call's memory back. The
+    exception lets go of its frames first: while they live, so do the failed call's
+    tensors, and ``empty_cache`` could not release them (one OOM would breed more)."""
     r.fail("oom" if memory.is_oom(e) else "error", describe(e))
+    if e is not None:
+        without_frames(e)
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
 
@@ -168,6 +173,7 @@ def _build_and_check(shape: Shape, impls: list[Impl], passes, skip: dict, x: tor
             msg = subjects.check(subj, references)
         except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on
             failed[im] = ("oom" if memory.is_oom(e) else "error", describe(e))
+            without_frames(e)  # the failed build's tensors go now (see _fail)
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
             continue

@@ -33,7 +33,10 @@ Batches: CUDA ``(2, 128)``; CPU ``(2, 32)`` for Table 1 and ``(2, 8)`` for
 Table 2; CPU ``--quick``: ``(2, 16)`` for Table 1 and batch 2, forward only,
 for Table 2 (a p4m-ResNet44 training step takes 5–20 s on two cores).
 Rows are :class:`bench.store.record.Result` records of kind ``model``,
-written to ``models.csv`` by :func:`run_models` as they finish.
+written to ``models.csv`` by :func:`run_models` as they finish (per model,
+batch and pass). Ctrl-C, or SIGTERM (turned into the same ``KeyboardInterrupt``
+by :func:`bench.pipeline.run.sigterm_as_interrupt`), stops it with the rows
+written so far kept.
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ from sepgconv.counting import layer_macs
 
 from ..measure import contention
 from ..measure.memory import is_oom, peak_memory
-from ..measure.timing import Timing, make_step, time_interleaved
+from ..measure.timing import Timing, make_step, time_interleaved, without_frames
 from ..store.record import Result
 from ..store.results import ResultsWriter
+from .run import sigterm_as_interrupt
 
 PASSES = ("fwd", "fwdbwd")
 MB = 2**20
@@ -90,8 +94,10 @@ def bench_model(
     passes: tuple[str, ...],
     memory: bool = True,
     log=print,
+    write=None,
 ) -> list[Result]:
-    """Measure one registry model in every implementation, batch and pass."""
+    """Measure one registry model in every implementation, batch and pass;
+    ``write(rows)`` (when given) receives each (batch, pass)'s rows as they finish."""
     spec = models.get_spec(name)
     naive = models.build(name, seed=0, device=device)
     variants = {"naive": naive}
@@ -141,6 +147,8 @@ def bench_model(
             for r in rows.values():
                 log(_line(r))
             results.extend(rows.values())
+            if write is not None:
+                write(list(rows.values()))
     return results
 
 
@@ -192,6 +200,7 @@ def _failure(e: BaseException) -> tuple[str, str]:
 
 def _fail(r: Result, e: BaseException) -> None:
     r.status, r.error = _failure(e)
+    without_frames(e)  # its frames would keep the failed call's tensors alive
 
 
 def executed_macs(model: torch.nn.Module, layers: list[tables.LayerMacs], batch: int = 1) -> int:
@@ -271,6 +280,7 @@ def _line(r: Result) -> str:
     return text + ("" if r.status == "ok" else f"  [{r.status}: {r.error}]")
 
 
+@sigterm_as_interrupt()
 def run_models(
     names: list[str],
     device: str,
@@ -282,7 +292,12 @@ def run_models(
     memory: bool = True,
     log=print,
 ) -> list[Result]:
-    """Measure ``names`` and write ``out/models.csv`` as rows finish; the rows."""
+    """Measure ``names`` and write ``out/models.csv`` as rows finish; the rows.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C or SIGTERM (:class:`bench.pipeline.run.Terminated`),
+            after the rows finished so far are written.
+    """
     timing = TIMINGS["quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")]
     rows: list[Result] = []
     start = time.perf_counter()
@@ -291,9 +306,7 @@ def run_models(
             table = models.get_spec(name).table
             bs = tuple(batches or batches_for(table, device, quick))
             ps = tuple(passes or passes_for(table, device, quick))
-            results = bench_model(name, device, timing, bs, ps, memory, log=log)
-            writer.write(results)
-            rows.extend(results)
+            rows += bench_model(name, device, timing, bs, ps, memory, log=log, write=writer.write)
     log(f"wrote {out / 'models.csv'} ({time.perf_counter() - start:.0f} s)")
     return rows
 

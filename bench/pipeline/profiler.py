@@ -24,9 +24,15 @@ clone/contiguous/index ops are ``copies/permutes``; the rest ``other``. (So a
 peer's own filter expansion, e.g. e2cnn's basis expansion in ``fwdbwd``, lands
 in ``other``/``copies/permutes``, not ``filter construction``.)
 
-Writes ``profile.csv`` (columns :data:`PROFILE_COLUMNS`, ``time_ms`` per call)
-and one Chrome trace per implementation and pass,
-``trace_<variant>_<impl>_<pass>.json``.
+On CUDA without CUPTI (a sandboxed GPU, restricted profiling) the profiler
+records no device kernel and every device self time is 0: such a profile is
+not published as zeros but falls back to the CPU-side self times (launch and
+dispatch cost, not GPU time), says so on stderr, and marks its rows
+``clock = cpu (no CUDA kernels recorded)`` (the report titles the plot so).
+
+Writes ``profile.csv`` (columns :data:`PROFILE_COLUMNS`, ``time_ms`` per call,
+``clock`` = ``device`` or ``cpu``) and one Chrome trace per implementation and
+pass, ``trace_<variant>_<impl>_<pass>.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -52,7 +59,13 @@ LABELS = {
     "sepgconv.fused": "spatial conv",  # one fused kernel: pointwise and spatial at once
     "sepgconv.spatial": "spatial conv",
 }
-PROFILE_COLUMNS = (*PARAM_KEYS, "category", "time_ms")
+PROFILE_COLUMNS = (*PARAM_KEYS, "category", "time_ms", "clock")
+NO_KERNELS = "cpu (no CUDA kernels recorded)"  # the clock of a CUDA profile without CUPTI
+NO_KERNELS_WHY = (
+    "the profiler recorded no CUDA kernel (no CUPTI access: a sandboxed GPU or restricted "
+    "profiling), so every device time is 0; CPU-side self times (launch and dispatch "
+    "cost, not GPU time) are used instead"
+)
 PROFILE_CSV = "profile.csv"
 _BACKWARD = "autograd::engine::evaluate_function: "
 _CONV = re.compile(r"conv|Convolution", re.IGNORECASE)
@@ -112,9 +125,21 @@ def categorize(events, k: int, device_time: bool) -> dict[str, float]:
     return out
 
 
+def times_of(events, k: int, cuda: bool) -> tuple[dict[str, float], str]:
+    """``({category: µs}, clock)`` of profiled ``events``: device self time on CUDA
+    (``clock="device"``), CPU self time otherwise (``"cpu"``). A CUDA profile whose
+    device times are all 0 recorded no kernel: CPU self times, clock :data:`NO_KERNELS`."""
+    if cuda:
+        us = categorize(events, k, device_time=True)
+        if any(us.values()):
+            return us, "device"
+        return categorize(events, k, device_time=False), NO_KERNELS
+    return categorize(events, k, device_time=False), "cpu"
+
+
 def profile_step(step, device: str, iters: int, k: int, trace_path: Path | None = None):
-    """ms per call per category of ``step``: two warm-up calls, then ``iters``
-    profiled calls (Chrome trace to ``trace_path`` when given)."""
+    """``({category: ms per call}, clock)`` of ``step`` (:func:`times_of`): two
+    warm-up calls, then ``iters`` profiled calls (Chrome trace to ``trace_path``)."""
     os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     from torch.profiler import ProfilerActivity, profile
 
@@ -134,8 +159,8 @@ def profile_step(step, device: str, iters: int, k: int, trace_path: Path | None 
     if trace_path is not None:
         trace_path.parent.mkdir(parents=True, exist_ok=True)
         prof.export_chrome_trace(str(trace_path))
-    us = categorize(prof.events(), k, device_time=cuda)
-    return {c: t / iters / 1e3 for c, t in us.items()}
+    us, clock = times_of(prof.events(), k, cuda)
+    return {c: t / iters / 1e3 for c, t in us.items()}, clock
 
 
 def profile_shape(
@@ -155,6 +180,7 @@ def profile_shape(
     impls = profiles.implementations() if impls is None else impls
     every = [im.eager(f) for im in impls for f in FORMATS if profiles.runs_in(im, f)]
     rows = []
+    said = False  # the no-kernels warning, once per profile
     for im in every:
         for p in passes:
             case = Case(shape, im, p)
@@ -167,12 +193,16 @@ def profile_shape(
                 continue
             trace = None if trace_dir is None else Path(trace_dir) / f"trace_{name}_{p}.json"
             try:
-                ms = profile_step(prepared.step, shape.device, iters, shape.k, trace)
+                ms, clock = profile_step(prepared.step, shape.device, iters, shape.k, trace)
             except Exception as e:  # noqa: BLE001 - a profile never stops a run
                 print(f"profile: {im.label()} {p} failed ({driver.describe(e)[:120]})")
                 continue
+            if clock == NO_KERNELS and not said:
+                print(f"WARNING profile: {NO_KERNELS_WHY}", file=sys.stderr, flush=True)
+                said = True
             for category in CATEGORIES:
-                rows.append({**case.params(), "category": category, "time_ms": ms[category]})
+                row = {**case.params(), "category": category, "time_ms": ms[category]}
+                rows.append({**row, "clock": clock})
     return rows
 
 

@@ -70,7 +70,9 @@ def fill_static(r: Result, subj: Subject, shape: Shape, counts: tuple | None) ->
     _set_intermediates(r, subj.intermediate_bytes, shape, subj.params_formula)
     if counts is not None:
         r.macs_measured, r.macs_unsupported = counts
-        r.macs_match = r.macs_measured == r.macs_formula
+        # unknown stays unknown: no count (fvcore absent or failed) is no verdict
+        known = r.macs_measured is not None and r.macs_formula is not None
+        r.macs_match = r.macs_measured == r.macs_formula if known else None
 
 
 def _set_intermediates(r: Result, inter: dict, shape: Shape, params: int) -> None:

@@ -6,19 +6,31 @@ shape (:func:`bench.pipeline.driver.measure_shape`), appends the rows to
 ``results.csv`` / ``samples.jsonl`` (:class:`bench.store.results.ResultsWriter`),
 regenerates ``benchmark.json`` and runs the per-operator profile.
 
-An interrupted run keeps its rows (``KeyboardInterrupt`` propagates after
-``benchmark.json`` is rewritten); ``resume=True`` skips the rows already in
-``results.csv`` (key: the params columns) and appends the rest.
+An interrupted run keeps its rows: Ctrl-C, or SIGTERM (``timeout``, a CI
+cancellation; :func:`sigterm_as_interrupt` during the run), stops the sweep
+after the rows written so far, then ``benchmark.json``, the profile (a second
+interrupt skips it) and ``env.json`` (``wall_s``, ``interrupted``) are written
+as for a finished run, and the ``KeyboardInterrupt`` propagates. ``resume=True``
+skips the rows already in ``results.csv`` (key: the params columns) and appends
+the rest.
+
+A run whose MAC counter (fvcore) cannot be imported says so once on stderr and
+in ``env.json`` (``mac_counter_error``); its ``macs_measured`` and ``macs_match``
+are empty (unknown), never False.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..measure import contention, env
+from ..measure import allocator, contention, env, macs
 from ..store import benchmark_json, results
 from ..sweep import profiles
 from ..sweep.profiles import Profile
@@ -60,6 +72,35 @@ def resolve(device: str | None, profile: str | None) -> tuple[str, Profile]:
     return device, profiles.get_profile(profile or profiles.default_profile(device))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the clean stop of Ctrl-C (:func:`sigterm_as_interrupt`)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within the block SIGTERM raises :class:`Terminated`, a ``KeyboardInterrupt``:
+    a run ended by ``timeout`` or a CI cancellation stops as cleanly as one stopped
+    by Ctrl-C. The previous handler is restored at the end; outside the main thread
+    (where Python cannot handle signals) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def stop_name(e: BaseException) -> str:
+    """``SIGTERM`` for :class:`Terminated`, ``SIGINT`` (Ctrl-C) for another interrupt."""
+    return "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+
+
 @dataclass
 class SweepRun:
     """What a sweep produced: its folder, environment and the wall time."""
@@ -81,6 +122,7 @@ def reference_ms(rows: list[dict], shape) -> dict:
     return out
 
 
+@sigterm_as_interrupt()
 def run_sweep(
     prof: Profile,
     device: str,
@@ -92,35 +134,53 @@ def run_sweep(
     compiled: bool = False,
     max_shapes: int | None = None,
     with_profile: bool = True,
+    shard=None,
     log=print,
 ) -> SweepRun:
-    """Run ``prof`` on ``device`` over ``impls`` into ``out`` (see the module doc).
+    """Run ``prof`` on ``device`` over ``impls`` into ``out`` (see the module doc);
+    SIGTERM stops it as Ctrl-C does (:func:`sigterm_as_interrupt`).
 
     Raises:
         bench.store.results.StoreError: ``out`` cannot be resumed.
-        KeyboardInterrupt: after the rows so far are saved.
+        KeyboardInterrupt: after the rows so far are saved and the run's files
+            written for them (:class:`Terminated` for SIGTERM).
     """
     import torch
     from tqdm import tqdm
 
     start = time.perf_counter()
     writer = results.ResultsWriter(out, resume=resume)
+    malloc = allocator.steady()  # before anything is allocated for timing
     watch = contention.RunWatch(device, torch.get_num_threads())
     environment = env.collect(device)
+    environment["malloc"] = malloc
     environment.update(
         profile=prof.name,
         resumed=bool(resume),
         implementations=[im.name for im in impls],
         compiled_rows=bool(compiled),
         max_shapes=max_shapes,
+        mac_counter_error=macs.counter_unavailable(),
     )
     results.write_env(out, environment)
+    if environment["mac_counter_error"]:  # once, loudly: every row's count is unknown
+        print(
+            f"WARNING bench run: the MAC counter (fvcore) cannot be imported "
+            f"({environment['mac_counter_error']}); macs_measured and macs_match stay "
+            f"empty (unknown) in every row (fvcore needs portalocker and tabulate)",
+            file=sys.stderr,
+            flush=True,
+        )
     previous = results.read_rows(out) if resume else []
     done = results.done_keys(previous)
     cases = prof.cases(device, impls, compiled=compiled)
     if max_shapes:
         kept = spread_out(prof.shapes(device), max_shapes)
         cases = [c for c in cases if c.shape in kept]
+    if shard is not None:  # one part of the sweep, whole shapes (bench.sweep.shards)
+        environment["shard"] = shard.describe(cases)
+        results.write_env(out, environment)
+        cases = shard.select(cases)
     todo = [c for c in cases if c.key() not in done]
     log(
         f"bench run: profile {prof.name} on {environment['device_name']} ({device}), "
@@ -132,6 +192,7 @@ def run_sweep(
         by_shape[c.shape].append(c)
     mac_cache: dict = {}
     bar = tqdm(total=len(cases), initial=len(cases) - len(todo), unit="row", mininterval=1.0)
+    stopped: KeyboardInterrupt | None = None
     try:
         with writer:
             for shape, shape_cases in by_shape.items():
@@ -151,9 +212,17 @@ def run_sweep(
                     new = [r for r in rows if params_key(r.params()) in wanted]
                     writer.write(new)
                     bar.update(len(new))
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): a clean stop
+        stopped = e
     finally:
         bar.close()
         benchmark_json.write_benchmark_json(out, environment)
+    if stopped is not None:
+        environment["interrupted"] = stop_name(stopped)
+        log(
+            f"{stop_name(stopped)}: sweep stopped; writing the run's files for the rows done"
+            + (" (interrupt again to skip the profile)" if with_profile else "")
+        )
     run = SweepRun(out, environment)
     if with_profile:
         from . import profiler
@@ -162,6 +231,10 @@ def run_sweep(
         try:
             path = profiler.run_profile(shape, out, out / "traces")
             log(f"profile of {shape.label()} -> {path}")
+        except KeyboardInterrupt as e:  # skips the profile only: the rest is still written
+            stopped = stopped or e
+            environment["interrupted"] = stop_name(stopped)
+            log("profile skipped: interrupted")
         except Exception as e:  # noqa: BLE001 - the results are written already
             log(f"profile failed: {type(e).__name__}: {e}")
             run.profile_failed = True
@@ -171,6 +244,8 @@ def run_sweep(
     environment.update(load_avg_end=env.collect_load_avg(), wall_s=run.wall_s)
     results.write_env(out, environment)
     benchmark_json.write_benchmark_json(out, environment)  # with the verdict
+    if stopped is not None:
+        raise stopped
     return run
 
 

@@ -51,6 +51,7 @@ from .data import (  # noqa: F401  (re-exported: the report's public API)
     impl_label,
     impl_order,
     ok_rows,
+    profile_cpu_fallback,
     profile_table,
     roofline_dtype,
     roofline_points,
@@ -141,6 +142,12 @@ def load_results(results_dir: Path) -> Results:
             raise ReportError(f"{env_path} should hold a JSON object")
     else:
         res.notes.append("env.json is absent: no environment, no roofline ceilings.")
+    if res.env.get("mac_counter_error"):
+        res.notes.append(
+            f"**MACs were not measured**: the counter (fvcore) could not be imported "
+            f"({res.env['mac_counter_error']}), so `macs_measured` and `macs_match` are "
+            "empty (unknown) in every row."
+        )
     prof_path = results_dir / "profile.csv"
     if prof_path.is_file():
         try:
@@ -161,6 +168,12 @@ def load_results(results_dir: Path) -> Results:
                 )
             ]
             res.profile = prof
+            if profile_cpu_fallback(prof):
+                res.notes.append(
+                    "The per-operator profile holds CPU-side self times: the profiler "
+                    "recorded no CUDA kernel (no CUPTI access), so it shows launch and "
+                    "dispatch cost, not GPU time."
+                )
     return res
 
 

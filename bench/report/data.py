@@ -125,7 +125,8 @@ def device_name(env: dict) -> str:
 def device_title(env: dict) -> str:
     """``NVIDIA H100 80GB HBM3 · torch 2.3.0`` (what every title names)."""
     cpu = env.get("device") == "cpu" and env.get("threads")
-    threads = f", {env['threads']} threads" if cpu else ""
+    n = env.get("threads")
+    threads = f", {n} thread{'s' if n != 1 else ''}" if cpu else ""
     return f"{device_name(env)}{threads} · torch {env.get('torch', '?')}"
 
 
@@ -342,6 +343,14 @@ def profile_table(profile: pd.DataFrame | None, max_shapes: int = 4) -> pd.DataF
     p = p.merge(chosen[SHAPE_KEYS], on=SHAPE_KEYS)
     p = p.assign(shape=shape_label(p))
     return p.groupby(cols[:3], as_index=False, sort=False)["time_ms"].sum()[cols]
+
+
+def profile_cpu_fallback(profile: pd.DataFrame | None) -> bool:
+    """Whether a CUDA profile holds CPU-side self times because the profiler recorded
+    no kernel (its ``clock`` column says ``cpu (no CUDA kernels recorded)``)."""
+    if profile is None or "clock" not in profile.columns:
+        return False
+    return bool(profile["clock"].astype(str).str.startswith("cpu (").any())
 
 
 def shape_label(d: pd.DataFrame) -> pd.Series:

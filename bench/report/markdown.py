@@ -123,6 +123,24 @@ def md_table(headers: list[str], rows) -> str:
     return "\n".join(lines)
 
 
+def _shards_cell(v) -> str:
+    """``env.json``'s ``shard`` (one part of a sweep) or ``shards`` (the environments of
+    the merged parts, see :mod:`bench.store.shards`) as one table cell."""
+
+    def part(s: dict) -> str:
+        shapes = len(s.get("shapes") or [])
+        return f"{s.get('index')}/{s.get('count')} ({shapes} shapes, {s.get('rows')} rows)"
+
+    if isinstance(v, dict):
+        return part(v)
+    envs = [e for e in v if isinstance(e, dict)] if isinstance(v, list) else []
+    if not envs:
+        return str(v)
+    return f"merged from {len(envs)} shards: " + "; ".join(
+        f"{part(e.get('shard') or {})}, {e.get('date')}, wall {e.get('wall_s')} s" for e in envs
+    )
+
+
 def _env_section(env: dict) -> str:
     if not env:
         return "_env.json is absent._"
@@ -141,6 +159,8 @@ def _env_section(env: dict) -> str:
                 f"CPU pressure {during.get('psi_some')}; {v.get('rows_disturbed')} of "
                 f"{v.get('rows_total')} timing windows disturbed)"
             )
+        elif k in ("shard", "shards"):  # a sharded run, or a merge of one: in one line
+            v = _shards_cell(v)
         elif isinstance(v, list):
             v = ", ".join(map(str, v))
         elif isinstance(v, dict):
@@ -160,16 +180,16 @@ def _status_section(df: pd.DataFrame) -> str:
         out.append(f"\nNoisy (IQR / median > 10 %): {noisy} of {len(ok)} ok rows.")
     bad = df[df["status"] != "ok"]
     if not bad.empty:
-        out.append(f"\nRows not ok ({len(bad)}):\n")
+        out.append(f"\nRows not ok ({len(bad)}), one line per status, implementation and error:\n")
+        bad = bad.assign(shape=list(R.shape_label(bad)), error=bad["error"].fillna("").str[:160])
+        groups = bad.groupby(["status", "impl_label", "error"], sort=False)["shape"]
         rows = [
-            (r.status, r.impl_label, lab, r.error[:160])
-            for r, lab in zip(
-                bad.head(MAX_LISTED).itertuples(), R.shape_label(bad.head(MAX_LISTED)), strict=True
-            )
+            (status, impl, len(shapes), shapes.iloc[0], error)
+            for (status, impl, error), shapes in list(groups)[:MAX_LISTED]
         ]
-        out.append(md_table(["status", "implementation", "shape", "error"], rows))
-        if len(bad) > MAX_LISTED:
-            out.append(f"\n… and {len(bad) - MAX_LISTED} more (see results.csv).")
+        out.append(md_table(["status", "implementation", "rows", "first shape", "error"], rows))
+        if groups.ngroups > MAX_LISTED:
+            out.append(f"\n… and {groups.ngroups - MAX_LISTED} more kinds (see results.csv).")
     return "\n".join(out)
 
 

@@ -254,6 +254,11 @@ def plot_profile(res: R.Results) -> Figure:
     t = R.profile_table(res.profile)
     if t.empty:
         raise Skip("profile.csv has no finite times")
+    if not (t["time_ms"] > 0).any():  # e.g. CUDA device times without CUPTI: no kernels
+        raise Skip(
+            "every time in profile.csv is 0 ms: the profiler recorded nothing to attribute "
+            "(on CUDA: no kernels, the profiler had no CUPTI access)"
+        )
     shapes = list(dict.fromkeys(t["shape"]))
     cats = CATEGORIES + sorted(set(t["category"]) - set(CATEGORIES))
     ccol = dict(zip(cats, CATEGORY_COLORS + EXTRA_COLORS * 4, strict=False))
@@ -275,7 +280,10 @@ def plot_profile(res: R.Results) -> Figure:
         ax.set_visible(False)
     handles = [Patch(color=ccol[c], label=c) for c in cats if c in set(t["category"])]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, title="operator")
-    suptitle(fig, "Per-operator time (torch.profiler)", res.env)
+    what = "Per-operator time (torch.profiler)"
+    if R.profile_cpu_fallback(res.profile):
+        what += ": CPU-side self time (no CUDA kernels recorded)"
+    suptitle(fig, what, res.env)
     return fig
 
 

@@ -151,6 +151,12 @@ def _previous_samples(out_dir: Path) -> dict[tuple, dict]:
         return {}
 
 
+def folder_samples(out_dir: Path) -> dict[tuple, dict]:
+    """The raw samples of a results folder by params key: ``samples.jsonl``, and for
+    rows it lacks, the folder's ``benchmark.json``."""
+    return {**_previous_samples(out_dir), **read_samples(out_dir)}
+
+
 def write_benchmark_json(out_dir: Path, env: dict) -> Path:
     """Regenerate ``benchmark.json`` from ``results.csv`` + ``samples.jsonl``.
 
@@ -160,7 +166,7 @@ def write_benchmark_json(out_dir: Path, env: dict) -> Path:
     from pytest_benchmark import __version__ as pb_version
 
     out_dir = Path(out_dir)
-    samples = {**_previous_samples(out_dir), **read_samples(out_dir)}
+    samples = folder_samples(out_dir)
     benches = []
     for row in read_rows(out_dir):
         rec = samples.get(params_key(row))

@@ -22,7 +22,7 @@ import math
 import os
 from pathlib import Path
 
-from ..sweep.shapes import params_key
+from ..sweep.shapes import PARAM_KEYS, params_key
 from .record import SCHEMA_VERSION, Result
 
 #: where runs go by default: ignored by git, so a run never overwrites the published
@@ -97,6 +97,21 @@ class ResultsWriter:
         self._flush(self._samples)
         for r in results:
             self._writer.writerow({k: _cell(v) for k, v in r.row().items()})
+        self._flush(self._csv)
+
+    def write_rows(self, rows: list[dict], samples: dict[tuple, dict]) -> None:
+        """Rows already flattened (read from another folder's CSV, e.g. by a merge),
+        each with its samples record (:func:`read_samples`) when it has one."""
+        for row in rows:
+            rec = samples.get(params_key(row))
+            if rec and rec.get("data"):
+                line = {"params": {k: row[k] for k in PARAM_KEYS}}
+                line.update(iterations=rec.get("iterations"), data=rec["data"])
+                line["rounds"] = rec.get("rounds")
+                self._samples.write(json.dumps(line) + "\n")
+        self._flush(self._samples)
+        for row in rows:
+            self._writer.writerow({k: row.get(k, "") for k in self.columns})
         self._flush(self._csv)
 
     @staticmethod

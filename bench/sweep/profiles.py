@@ -17,8 +17,9 @@ Profiles (:data:`PROFILES`): ``smoke`` (a few tiny shapes, seconds; the tests
 use it), ``quick`` (the CPU default: a C × k grid at H = 16 and H = 32 plus
 a cross over H, batch, in ≠ out and lifting shapes; its env.json records the wall
 time, every check and the profile included), ``full`` (the GPU default:
-48 shapes, 576 rows, float16/bfloat16 on the C series, C up to 256, H up to 128,
-batch 32; estimated at 4-6 minutes on one H100). A profile varies one axis
+48 shapes, 1,056 rows with the 11 implementations of today's registry,
+float16/bfloat16 on the C series, C up to 256, H up to 128, batch 32; estimated
+at 8-15 minutes on one H100, not yet run on a GPU). A profile varies one axis
 at a time around a base point (:func:`around`), adds grids (:func:`grid`) and a few
 extra points.
 
@@ -223,12 +224,16 @@ _QUICK = Profile(
 )
 
 # GPU default, sized by estimate for one H100 (no GPU was available): 32 float32
-# shapes + 16 float16/bfloat16 ones (the C series) = 576 rows. All rows together
-# execute ~58 TMAC per call (fwdbwd counted 3×); at ~15 calls per row (warm-up,
-# checks, memory, ≥10 samples) and ≥10 TMAC/s that is under 2 minutes of GPU
-# work, the rest is per-row overhead (~0.15 s timing budget, fvcore tracing):
-# about 4-6 minutes in all. The memory guard skips g/rearranged fwdbwd of the
-# two largest p4m shapes (X̃ alone is 17 GB there) on an 80 GB card.
+# shapes + 16 float16/bfloat16 ones (the C series) × 2 passes × 11 implementations
+# (full, g and gc naive/rearranged/auto, g/gc fused, dense/torch) = 1,056 rows.
+# All rows together execute ~58 TMAC per call per implementation set (fwdbwd
+# counted 3×): under 2 minutes of GPU work at ≥10 TMAC/s; the rest is per-row
+# overhead (0.1 s timing budget + warm-up, build and checks, fvcore tracing,
+# auto's tuning, Triton compiling the fused kernels on a cold cache): 8-15
+# minutes in all by estimate. A first run on a lent GPU with a 10-minute limit per
+# command should use `timeout -s TERM` and `--resume`, `--max-shapes` or `--shard`.
+# The memory guard skips g/rearranged fwdbwd of the two largest p4m shapes (X̃
+# alone is 17 GB there) on an 80 GB card.
 _FULL_BASE = Point(64, 64, k=3, h=32, batch=32, lowp=True)
 _FULL = Profile(
     name="full",
