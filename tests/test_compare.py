@@ -587,3 +587,47 @@ def test_runs_of_an_older_schema_match_contiguous_eager_rows():
         {"benchmarks": [{**entry, "params": {**new, "memory_format": "channels_last"}}]}
     )
     assert list(cl.benches) != list(b.benches)
+
+
+def test_an_auto_row_that_chose_differently_is_not_a_deterministic_change():
+    auto = [p for p in PARAMS if p["impl"] == "auto"] or None
+    base, new = make_doc(1), make_doc(2)
+    target = auto[0] if auto else TARGET
+    for doc, choice, count in ((base, "naive", 1000), (new, "rearranged", 500)):
+        (b,) = [b for b in doc["benchmarks"] if b["params"] == target]
+        b["params"] = dict(b["params"], impl="auto")
+        b["extra_info"].update(auto_choice=choice, macs_measured=count, macs_formula=count)
+    r = compare(base, new)
+    assert r.deterministic_changes == [] and r.exit_code == 0
+    assert any("impl=auto chose differently in 1 benchmark(s)" in n for n in r.notes)
+    (b,) = [b for b in new["benchmarks"] if b["params"]["impl"] == "auto"]
+    b["extra_info"]["auto_choice"] = "naive"  # the same choice: its count must match
+    r = compare(base, new)
+    assert {c[0] for _, c in r.deterministic_changes} == {"macs_measured", "macs_formula"}
+
+
+def test_an_implementation_that_moves_more_between_runs_gets_its_own_spread():
+    # measured on two quiet quick runs: rearranged g/gc ratios move ~3x more between
+    # runs than naive ones; a pooled spread would call their tails regressions
+    rng = np.random.default_rng(5)
+    moves = {params_key(p): float(np.exp(rng.normal(0.0, 0.15))) for p in PARAMS
+             if (p["variant"], p["impl"]) == ("g", "rearranged")}  # fmt: skip
+    base, new = make_doc(1), make_doc(2, factors=moves)
+    r = compare(base, new, rules=("ratio",))
+    assert r.count("regression") == 0 and r.count_impl("regression") == 0, regressions(r)
+    steady = next(
+        p for p in PARAMS if (p["variant"], p["impl"], p["pass"]) == ("gc", "naive", "fwd")
+    )
+    r = compare(base, make_doc(2, factors={**moves, params_key(steady): 1.4}), rules=("ratio",))
+    assert regressions(r) == [steady]  # a steady one is still judged
+
+
+def test_a_different_cpu_allocator_setting_gets_no_latency_verdict():
+    base, new = make_doc(1), make_doc(2, one(TARGET, 1.5))
+    for doc, mode in ((base, "steady"), (new, "system")):
+        doc["machine_info"]["sepgconv_env"]["malloc"] = {"mode": mode}
+    r = compare(base, new)
+    assert not r.comparability.latency and r.exit_code == 0
+    assert any("malloc mode" in x for x in r.comparability.reasons)
+    new["machine_info"]["sepgconv_env"]["malloc"] = {"mode": "steady"}
+    assert compare(base, new).exit_code == 1  # alike: judged, and the 50 % is caught

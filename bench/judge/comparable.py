@@ -54,6 +54,15 @@ def cuda_setting(key: str):
     return read
 
 
+def cpu_malloc_mode(run: Run):
+    """``steady``, ``system``, ``environment`` or ``preloaded`` for a CPU run (None on a
+    GPU, where the host allocator does not time the kernels, or when not recorded)."""
+    if str(run.env.get("device", "")).startswith("cuda"):
+        return None
+    malloc = run.env.get("malloc")
+    return malloc.get("mode") if isinstance(malloc, dict) else None
+
+
 # (what, reader): a difference withholds latency verdicts
 BLOCKING = (
     ("CPU model", cpu_model),
@@ -66,6 +75,9 @@ BLOCKING = (
     ("TF32 matmul (allow_tf32_matmul)", cuda_setting("allow_tf32_matmul")),
     ("TF32 cuDNN (allow_tf32_cudnn)", cuda_setting("allow_tf32_cudnn")),
     ("cuDNN benchmark (cudnn_benchmark)", cuda_setting("cudnn_benchmark")),
+    # glibc's malloc thresholds fixed or not (bench.measure.allocator): measured up
+    # to 2.3x on rows whose large buffers page-fault under the default thresholds
+    ("CPU allocator (malloc mode)", lambda r: cpu_malloc_mode(r)),
 )
 # machine_info paths whose difference is only reported
 WARN_ONLY = (
