@@ -51,7 +51,7 @@ import numpy as np
 
 from . import comparable
 from .aggregate import group_label, group_of, shape_mean
-from .familywise import between_run_sd, split_holm, tau_dof
+from .familywise import split_holm, spread_per_test, tau_dof
 from .labels import label_maker
 from .pairing import estimates, ratio_items
 from .runs import InputError, Run
@@ -73,7 +73,6 @@ CUDA_DETERMINISTIC_KEYS = ("peak_mem_bytes",)  # allocator bytes: deterministic 
 #: what an impl="auto" row executes follows its choice, which is timed, so may differ
 #: between runs of unchanged code: compared only when both runs chose alike
 CHOICE_DEPENDENT_KEYS = ("macs_measured", "macs_formula", "peak_mem_bytes")
-OWN_SPREAD_FACTOR = 1.5  # an implementation's own between-run spread is used above this
 VERDICT_ORDER = ("regression", "improvement", "noisy", "unchanged", "n/a")
 
 
@@ -243,28 +242,14 @@ def _test_benchmarks(tests: list) -> dict:
         mine = [t for t in tests if t.rule == rule]
         if not mine:
             continue
-        d = np.array([t.d for t in mine])
-        se_w = np.array([t.se_w for t in mine])
         labels = [group_of(t.target.params) for t in mine]
-        tau = between_run_sd(d, se_w, labels)
+        tau, spreads = spread_per_test(
+            np.array([t.d for t in mine]), np.array([t.se_w for t in mine]), labels
+        )
         taus[rule] = tau
-        m = sum(math.isfinite(t.d) and math.isfinite(t.se_w) for t in mine)
-        # the run-to-run spread differs by implementation (measured on two quiet quick
-        # runs: rearranged g/gc ratios move ~3x more than naive ones), so a group with
-        # enough shapes (min_count) whose own spread is clearly wider than the pooled
-        # one (OWN_SPREAD_FACTOR: ~2.5 standard errors of a MAD estimate from 20-40
-        # shapes, so homoscedastic runs keep the pooled, better-estimated spread) uses
-        # its own
-        own = {}
-        for g in set(labels) - {None}:
-            idx = [i for i, lab in enumerate(labels) if lab == g]
-            own[g] = (between_run_sd(d[idx], se_w[idx]), len(idx))
-        for t, g in zip(mine, labels, strict=True):
+        for t, (t_use, m_use) in zip(mine, spreads, strict=True):
             if not math.isfinite(t.se_w):
                 continue
-            t_g, n_g = own.get(g, (None, 0))
-            wider = t_g is not None and t_g > OWN_SPREAD_FACTOR * (tau or 0.0)
-            t_use, m_use = (t_g, n_g) if wider else (tau, m)
             t2 = (t_use or 0.0) ** 2
             t.se = math.sqrt(t.se_w**2 + t2)
             df = welch_df([*t.var_parts, t2], [*t.dofs, tau_dof(m_use)])

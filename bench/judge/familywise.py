@@ -133,3 +133,31 @@ def between_run_sd(
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if scale(mid) > 1.0 else (lo, mid)
     return 0.5 * (lo + hi)
+
+
+#: an implementation's own between-run spread is used when it exceeds the pooled one
+#: by this factor (about 2.5 standard errors of a MAD estimate from 20-40 shapes, so
+#: homoscedastic runs keep the pooled, better-estimated spread)
+OWN_SPREAD_FACTOR = 1.5
+
+
+def spread_per_test(d: np.ndarray, se: np.ndarray, groups: list) -> tuple:
+    """The pooled between-run spread and, per test, the ``(tau, count)`` to use.
+
+    The run-to-run spread differs by implementation (two quiet quick runs on the
+    AMD VM: rearranged g/gc ratios moved ~3x more than naive ones, and one pooled
+    spread called their tails changes), so a group (implementation) with at least
+    ``MIN_FOR_TAU`` tests whose own spread exceeds ``OWN_SPREAD_FACTOR`` times the
+    pooled one uses its own; every other test the pooled one (``count``: the tests
+    it was estimated from, for its degrees of freedom).
+    """
+    d, se = np.asarray(d, float), np.asarray(se, float)
+    pooled = between_run_sd(d, se, groups)
+    m = int(np.sum(np.isfinite(d) & np.isfinite(se)))
+    own = {}
+    for g in {g for g in groups if g is not None}:
+        idx = [i for i, lab in enumerate(groups) if lab == g]
+        t_g = between_run_sd(d[idx], se[idx])
+        if t_g is not None and t_g > OWN_SPREAD_FACTOR * (pooled or 0.0):
+            own[g] = (t_g, len(idx))
+    return pooled, [own.get(g, (pooled, m)) for g in groups]
