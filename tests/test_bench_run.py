@@ -316,3 +316,21 @@ def test_a_compiled_row_is_checked_and_times_its_compiling_apart():
     assert r.status == "ok", r.error
     assert r.compiled and r.compile_s > 0 and r.macs_match  # fvcore counts the eager module
     prepared.step()  # the compiled training step runs again without recompiling errors
+
+
+def test_a_compiled_run_compiles_in_its_own_process(tmp_path, monkeypatch):
+    from torch._inductor import config
+
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)
+    seen = []
+    real = driver.time_interleaved
+
+    def spy(*args, **kwargs):
+        seen.append(config.compile_threads)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(driver, "time_interleaved", spy)
+    before = config.compile_threads
+    assert _run(tmp_path, "--impl", "full/naive", "--max-shapes", "1", "--compile") == 0
+    assert seen and set(seen) == {1}  # no worker pool: its CPU would read as foreign
+    assert config.compile_threads == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 
 from ..judge.compare import RULES
 
@@ -122,3 +123,19 @@ def torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def inductor_in_process(enabled: bool):
+    """Inductor compiles in a pool of worker processes by default; their CPU time
+    reads as other processes' to the contention check (a quiet ``--compile`` run was
+    flagged at 0.62 foreign cores over the run, every timing window quiet). For a
+    compiled run it compiles in this process instead, unless
+    ``TORCHINDUCTOR_COMPILE_THREADS`` says otherwise."""
+    if not enabled or os.environ.get("TORCHINDUCTOR_COMPILE_THREADS"):
+        yield
+        return
+    from torch._inductor import config
+
+    with config.patch(compile_threads=1):
+        yield

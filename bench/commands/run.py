@@ -153,7 +153,7 @@ def main(args) -> int:
         return 2
     if args.threads is None and device == "cpu":
         args.threads = results.CPU_THREADS
-    with options.torch_threads(args.threads):
+    with options.torch_threads(args.threads), options.inductor_in_process(args.compile):
         return _run(args, device, prof, impls)
 
 

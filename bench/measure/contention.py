@@ -70,7 +70,7 @@ class Counters:
     machine_busy_s: float | None  # all CPUs, /proc/stat (user+nice+system+irq+softirq)
     machine_total_s: float | None  # all CPUs, busy + idle + iowait + steal
     steal_s: float | None
-    own_cpu_s: float  # this process, user + system (all threads)
+    own_cpu_s: float  # this process (all threads) and its finished children, user + system
     own_wait_s: float | None  # this process's threads, runnable but not running
     psi_some_s: float | None  # /proc/pressure/cpu "some" total
 
@@ -111,9 +111,10 @@ def read_counters() -> Counters:
     """The counters now."""
     busy, total, steal = _proc_stat()
     t = os.times()
-    return Counters(
-        time.perf_counter(), busy, total, steal, t.user + t.system, _own_wait_s(), _psi_some_s()
-    )
+    # our CPU includes our finished children (a compiler that torch.compile ran):
+    # the kernel adds a child's time to ours when it is waited for
+    ours = t.user + t.system + t.children_user + t.children_system
+    return Counters(time.perf_counter(), busy, total, steal, ours, _own_wait_s(), _psi_some_s())
 
 
 @dataclass(frozen=True)
