@@ -217,10 +217,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     With pytest-xdist, ``sepgconv_env["xdist"]`` records the workers' placement, and
     ``threads`` is a worker's when they ran at once, pinned.
     """
-    from .measure import allocator, env
+    from .measure import env
 
     info = env.collect(_device(config), roofline_ceilings=False)
-    info["malloc"] = allocator.state()
     for volatile in ("date", "load_avg"):  # not the machine: keep --benchmark-compare quiet
         info.pop(volatile, None)
     placement = workers.machine_info(config)

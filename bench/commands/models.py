@@ -75,9 +75,8 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, device: str, names: list[str]) -> int:
     out = args.out or LOCAL_RESULTS / env.device_slug(device) / "models"
     out.mkdir(parents=True, exist_ok=True)
-    malloc = allocator.steady()  # the allocator's thresholds fixed, as in bench run
+    allocator.steady()  # the allocator's thresholds fixed, as in bench run
     environment = env.collect(device, roofline_ceilings=False)
-    environment["malloc"] = malloc
     write_env(out, environment)
     start = time.perf_counter()
     try:

@@ -77,7 +77,7 @@ BLOCKING = (
     ("cuDNN benchmark (cudnn_benchmark)", cuda_setting("cudnn_benchmark")),
     # glibc's malloc thresholds fixed or not (bench.measure.allocator): measured up
     # to 2.3x on rows whose large buffers page-fault under the default thresholds
-    ("CPU allocator (malloc mode)", lambda r: cpu_malloc_mode(r)),
+    ("CPU allocator (malloc mode)", cpu_malloc_mode),
 )
 # machine_info paths whose difference is only reported
 WARN_ONLY = (

@@ -43,6 +43,7 @@ benchmark) or a deterministic change, 2 unusable input.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -183,13 +184,16 @@ def _combine(obj) -> None:
     obj.verdict, obj.rule = "n/a", ""
 
 
-def _deterministic(pair: Pair, b, n, one_sided: dict) -> None:
+def _deterministic(pair: Pair, b, n, unjudged: collections.Counter) -> None:
+    """Deterministic changes of one benchmark into ``pair``; what could not be
+    compared is counted in ``unjudged`` by its note (``{}``: the count)."""
     device = str(n.params.get("device", ""))
     keys = DETERMINISTIC_KEYS + (CUDA_DETERMINISTIC_KEYS if device.startswith("cuda") else ())
     chose = (b.extra_info.get("auto_choice"), n.extra_info.get("auto_choice"))
     if n.params.get("impl") == "auto" and chose[0] != chose[1]:
         keys = tuple(k for k in keys if k not in CHOICE_DEPENDENT_KEYS)
-        one_sided[("auto's choice", "differs")] = one_sided.get(("auto's choice", "differs"), 0) + 1
+        unjudged["impl=auto chose differently in {} benchmark(s): their MACs and memory "
+                 "follow the choice and are not compared"] += 1  # fmt: skip
     for m in keys:
         in_b, in_n = _has(b.extra_info, m), _has(n.extra_info, m)
         if in_b and in_n:
@@ -197,7 +201,7 @@ def _deterministic(pair: Pair, b, n, one_sided: dict) -> None:
                 pair.deterministic.append((m, b.extra_info[m], n.extra_info[m]))
         elif in_b or in_n:  # not gated: say so
             side = "base" if in_b else "new"
-            one_sided[(m, side)] = one_sided.get((m, side), 0) + 1
+            unjudged[f"{m} is in {side} only for {{}} benchmark(s): not compared"] += 1
 
 
 def _benchmark_tests(base, new, matched, pairs, rules, reference, anchor) -> list:
@@ -334,12 +338,12 @@ def compare_runs(
     comp = comparable.check(base, new, force)
     rng = np.random.default_rng(seed)
     pairs: dict[tuple, Pair] = {}
-    one_sided: dict[tuple, int] = {}
+    unjudged: collections.Counter = collections.Counter()
     for k in matched:
         b, n = base.benches[k], new.benches[k]
         pairs[k] = Pair(k, label(n), n.params, n.name, b.summary, n.summary)
         if "deterministic" in rules:
-            _deterministic(pairs[k], b, n, one_sided)
+            _deterministic(pairs[k], b, n, unjudged)
     tests = _benchmark_tests(base, new, matched, pairs, rules, reference, anchor)
     taus = _test_benchmarks(tests)
     _decide(tests, threshold, alpha, comp.latency)
@@ -349,7 +353,7 @@ def compare_runs(
     for obj in list(pairs.values()) + impls:
         _combine(obj)
     methods = {s: ("paired" if r.paired else "unpaired") for s, r in (("base", base), ("new", new))}
-    notes = base.notes + new.notes + _notes(tests, taus, methods, rules, one_sided)
+    notes = base.notes + new.notes + _notes(tests, taus, methods, rules, unjudged)
     return Report(
         base, new, threshold, alpha, rules, reference, anchor, list(pairs.values()), impls,
         common, comp, taus, methods, notes,
@@ -358,7 +362,7 @@ def compare_runs(
     )  # fmt: skip
 
 
-def _notes(tests, taus, methods, rules, one_sided) -> list:
+def _notes(tests, taus, methods, rules, unjudged) -> list:
     notes = []
     if "ratio" in rules and "unpaired" in methods.values():
         sides = " and ".join(s.upper() for s, m in methods.items() if m == "unpaired")
@@ -381,15 +385,5 @@ def _notes(tests, taus, methods, rules, one_sided) -> list:
         )
     if tests and not scipy_available():
         notes.append("scipy is not installed: Student-t tails by Wallace's approximation")
-    notes += [
-        f"{m} is in {side} only for {k} benchmark(s): not compared"
-        for (m, side), k in one_sided.items()
-        if m != "auto's choice"
-    ]
-    differs = one_sided.get(("auto's choice", "differs"))
-    if differs:
-        notes.append(
-            f"impl=auto chose differently in {differs} benchmark(s): their MACs and "
-            f"memory follow the choice and are not compared"
-        )
+    notes += [note.format(k) for note, k in unjudged.items()]
     return notes

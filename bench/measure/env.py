@@ -22,6 +22,8 @@ import time
 
 import torch
 
+from . import allocator
+
 
 def cpu_model() -> str:
     """The CPU's brand string (py-cpuinfo, else /proc/cpuinfo, else platform)."""
@@ -183,6 +185,7 @@ def collect(device: str, roofline_ceilings: bool = True) -> dict:
         "mkldnn": torch.backends.mkldnn.is_available(),
         "driver": None,
         "nvml": _nvml() is not None,
+        "malloc": allocator.state(),  # fixed or not by bench.measure.allocator.steady
     }
     if dev.type == "cuda":
         props = torch.cuda.get_device_properties(dev)

@@ -150,10 +150,9 @@ def run_sweep(
 
     start = time.perf_counter()
     writer = results.ResultsWriter(out, resume=resume)
-    malloc = allocator.steady()  # before anything is allocated for timing
+    allocator.steady()  # before anything is allocated for timing (env.json: malloc)
     watch = contention.RunWatch(device, torch.get_num_threads())
     environment = env.collect(device)
-    environment["malloc"] = malloc
     environment.update(
         profile=prof.name,
         resumed=bool(resume),
