@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import torch
 import sepgconv
 from bench import cli
 from bench.measure import timing
-from bench.pipeline import driver
+from bench.pipeline import driver, run
 from bench.pipeline.profiler import CATEGORIES, PROFILE_COLUMNS
 from bench.store import record, results
 from bench.sweep import peers, profiles, shapes
@@ -334,3 +335,67 @@ def test_a_compiled_run_compiles_in_its_own_process(tmp_path, monkeypatch):
     assert _run(tmp_path, "--impl", "full/naive", "--max-shapes", "1", "--compile") == 0
     assert seen and set(seen) == {1}  # no worker pool: its CPU would read as foreign
     assert config.compile_threads == before
+
+
+def test_spread_order_is_a_permutation_whose_prefixes_spread():
+    for n in range(1, 70):
+        order = run.spread_order(list(range(n)))
+        assert sorted(order) == list(range(n))
+        if n >= 4:  # the first item, then the middle, then the quarters
+            assert order[:2] == [0, n // 2]
+            assert set(order[2:4]) == {n // 4, (3 * n) // 4}
+    order = run.spread_order(list(range(48)))  # the full profile's shape count
+    for p in (8, 16, 32):  # no gap in a prefix is wider than twice an even spacing
+        gaps = [b - a for a, b in itertools.pairwise(sorted(order[:p]) + [48])]
+        assert max(gaps) <= 2 * 48 / p
+
+
+class _Clock:
+    """``time`` for :mod:`bench.pipeline.run` whose clock moves 10 s per measured shape."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_a_time_limit_ends_the_run_early_with_spread_shapes_then_resume_runs_the_rest(
+    tmp_path, monkeypatch
+):
+    clock = _Clock()
+    real = driver.measure_shape
+
+    def slow(shape, *args, **kwargs):
+        yield from real(shape, *args, **kwargs)
+        clock.now += 10.0
+
+    monkeypatch.setattr(run, "time", clock)
+    monkeypatch.setattr(driver, "measure_shape", slow)
+    impls = ("--impl", "full/naive")
+    assert _run(tmp_path, *impls, "--time-limit", "25") == 0  # shapes start at 0, 10, 20 s
+    prof = profiles.get_profile("smoke")
+    every = prof.shapes("cpu")
+    done = list(dict.fromkeys((r["group"], r["layer"], r["c_in"], r["c_out"], r["k"])
+                              for r in _rows(tmp_path)))  # fmt: skip
+    wanted = [(s.group, s.layer, str(s.c_in), str(s.c_out), str(s.k))
+              for s in run.spread_order(every)[:3]]  # fmt: skip
+    assert done == wanted != [(s.group, s.layer, str(s.c_in), str(s.c_out), str(s.k))
+                              for s in every[:3]]  # fmt: skip
+    limit = json.loads((tmp_path / "env.json").read_text())["time_limit"]
+    assert limit == {"limit_s": 25.0, "shapes_todo": len(every), "stopped": True, "shapes_done": 3}
+    from bench.report.build import load_results
+
+    assert any("time limit of 25 s after 3 of 6" in n for n in load_results(tmp_path).notes)
+    assert _run(tmp_path, *impls, "--resume") == 0
+    keys = [shapes.params_key(r) for r in _rows(tmp_path)]
+    assert len(keys) == len(set(keys)) == len(prof.cases("cpu", [shapes.REFERENCE]))
+    assert "time_limit" not in json.loads((tmp_path / "env.json").read_text())
+
+
+def test_a_time_limit_must_be_a_positive_number_of_seconds(tmp_path, capsys):
+    for bad in ("0", "-5", "nan", "inf", "ten"):
+        with pytest.raises(SystemExit) as e:
+            _run(tmp_path, "--time-limit", bad)
+        assert e.value.code == 2
+    assert "seconds" in capsys.readouterr().err

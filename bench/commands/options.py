@@ -92,6 +92,24 @@ def anchor(text: str) -> tuple | None:
     return None if text.strip().lower() == "none" else reference(text)
 
 
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds: ``300``, ``90.5``.
+
+    Args:
+        text: the option's text.
+
+    Returns:
+        The seconds.
+    """
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"seconds must be positive and finite: {text!r}")
+    return v
+
+
 def shard(text: str):
     """``2/3`` -> :class:`bench.sweep.shards.Shard` ``(2, 3)``.
 

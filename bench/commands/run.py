@@ -27,6 +27,10 @@ is recorded (``status=error``/``oom``/``mismatch``) and the sweep goes on.
 deterministic, so ``--resume`` continues the same part; resuming a folder of
 another part is refused); ``env.json`` records the part (``shard``) and
 ``python -m bench merge`` joins the parts' folders into one.
+``--time-limit SECONDS`` starts no new shape once SECONDS are spent and orders
+the shapes so that any prefix spreads over the profile
+(:func:`bench.pipeline.run.spread_order`): the way to fit a sweep into a lent
+machine's command limit; ``env.json`` → ``time_limit`` records how far it got.
 The machine is watched during the run (:mod:`bench.measure.contention`): a
 disturbed run says so on the console, in ``env.json`` (``contention``), in the
 README and in the plot titles.
@@ -96,6 +100,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="only N of the profile's shapes, evenly spread over it (a shorter run)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=options.seconds,
+        default=None,
+        metavar="SECONDS",
+        help="start no new shape after SECONDS, and take the shapes in an order whose every "
+        "prefix spreads over the profile (a capped run still covers each axis); the run "
+        "ends normally, env.json 'time_limit' says how many shapes were done; --resume "
+        "runs the rest",
     )
     parser.add_argument(
         "--compile",
@@ -169,7 +183,7 @@ def _run(args, device: str, prof: profiles.Profile, impls: list) -> int:
             prof, device, impls, out, resume=args.resume, flush_l2=args.flush_l2,
             compiled=args.compile, max_shapes=args.max_shapes,
             with_profile=not args.no_profile and (not shard or shard.index == 1),
-            shard=shard, log=lambda m: print(m, flush=True),
+            shard=shard, time_limit_s=args.time_limit, log=lambda m: print(m, flush=True),
         )  # fmt: skip
     except results.StoreError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -14,6 +14,13 @@ as for a finished run, and the ``KeyboardInterrupt`` propagates. ``resume=True``
 skips the rows already in ``results.csv`` (key: the params columns) and appends
 the rest.
 
+A run with a time limit (``time_limit_s``, ``bench run --time-limit``) starts no
+new shape once the limit is spent, and takes the shapes in :func:`spread_order`,
+so that whatever prefix finishes covers the profile's axes evenly instead of
+only its first series. It ends as a finished run does (profile, ``env.json``),
+with ``env.json`` → ``time_limit`` saying how many shapes were done; ``--resume``
+runs the rest.
+
 A run whose MAC counter (fvcore) cannot be imported says so once on stderr and
 in ``env.json`` (``mac_counter_error``); its ``macs_measured`` and ``macs_match``
 are empty (unknown), never False.
@@ -135,6 +142,7 @@ def run_sweep(
     max_shapes: int | None = None,
     with_profile: bool = True,
     shard=None,
+    time_limit_s: float | None = None,
     log=print,
 ) -> SweepRun:
     """Run ``prof`` on ``device`` over ``impls`` into ``out`` (see the module doc);
@@ -189,12 +197,27 @@ def run_sweep(
     by_shape: dict = collections.defaultdict(list)
     for c in todo:
         by_shape[c.shape].append(c)
+    if time_limit_s is not None:  # any prefix of the shapes covers the profile evenly
+        by_shape = {s: by_shape[s] for s in spread_order(list(by_shape))}
+        environment["time_limit"] = {
+            "limit_s": time_limit_s,
+            "shapes_todo": len(by_shape),
+            "stopped": False,
+        }
+    shapes_done = 0
     mac_cache: dict = {}
     bar = tqdm(total=len(cases), initial=len(cases) - len(todo), unit="row", mininterval=1.0)
     stopped: KeyboardInterrupt | None = None
     try:
         with writer:
             for shape, shape_cases in by_shape.items():
+                if time_limit_s is not None and time.perf_counter() - start >= time_limit_s:
+                    environment["time_limit"]["stopped"] = True
+                    log(
+                        f"time limit {time_limit_s:g} s: {shapes_done} of {len(by_shape)} "
+                        f"shapes done; rerun with --resume to continue"
+                    )
+                    break
                 wanted = {c.key() for c in shape_cases}
                 shape_impls = list(dict.fromkeys(c.impl for c in shape_cases))
                 passes = list(dict.fromkeys(c.pass_ for c in shape_cases))
@@ -211,10 +234,13 @@ def run_sweep(
                     new = [r for r in rows if params_key(r.params()) in wanted]
                     writer.write(new)
                     bar.update(len(new))
+                shapes_done += 1
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): a clean stop
         stopped = e
     finally:
         bar.close()
+        if time_limit_s is not None:
+            environment["time_limit"]["shapes_done"] = shapes_done
         benchmark_json.write_benchmark_json(out, environment)
     if stopped is not None:
         environment["interrupted"] = stop_name(stopped)
@@ -254,6 +280,30 @@ def spread_out(items: list, n: int) -> set:
         return set(items)
     step = (len(items) - 1) / max(n - 1, 1)
     return {items[round(i * step)] for i in range(n)}
+
+
+def spread_order(items: list) -> list:
+    """``items`` reordered so that every prefix is spread evenly over the list.
+
+    Index ``floor(v·n)`` for the van der Corput fractions v = 0, 1/2, 1/4, 3/4,
+    1/8, … (the base-2 digits of 0, 1, 2, … mirrored), each index once: the
+    first item, then the middle one, then the quarters, and so on, every item in
+    the end. A sweep stopped after any number of shapes has then sampled each of
+    the profile's series (its C, k and H axes follow one another in the list).
+    """
+    n, order, seen, j = len(items), [], set(), 0
+    while len(order) < n:
+        v, denom, m = 0.0, 1.0, j
+        while m:
+            denom *= 2
+            v += (m & 1) / denom
+            m >>= 1
+        i = int(v * n)
+        if i not in seen:
+            seen.add(i)
+            order.append(items[i])
+        j += 1
+    return order
 
 
 def windows_disturbed(rows: list[dict]) -> list[bool]:

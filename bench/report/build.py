@@ -148,6 +148,7 @@ def load_results(results_dir: Path) -> Results:
             f"({res.env['mac_counter_error']}), so `macs_measured` and `macs_match` are "
             "empty (unknown) in every row."
         )
+    res.notes.extend(partial_run_notes(res.env))
     prof_path = results_dir / "profile.csv"
     if prof_path.is_file():
         try:
@@ -175,6 +176,25 @@ def load_results(results_dir: Path) -> Results:
                     "dispatch cost, not GPU time."
                 )
     return res
+
+
+def partial_run_notes(environment: dict) -> list[str]:
+    """Say when the run did not cover its whole profile (stopped, or cut at a time limit)."""
+    notes = []
+    stopped = environment.get("interrupted")
+    if stopped:
+        notes.append(
+            f"**Partial run**: stopped ({stopped}) before the end of the sweep; the tables "
+            "and plots cover the rows it finished."
+        )
+    limit = environment.get("time_limit") or {}
+    if limit.get("stopped"):
+        notes.append(
+            f"**Partial run**: cut at its time limit of {limit.get('limit_s', 0):g} s after "
+            f"{limit.get('shapes_done', '?')} of {limit.get('shapes_todo', '?')} shapes, "
+            "taken in an order spread over the profile; `--resume` runs the rest."
+        )
+    return notes
 
 
 # ---------------------------------------------------------------------- #
