@@ -15,9 +15,15 @@ models), both passes and two batch sizes (2 and a training batch):
   the CUDA allocator's peak above what was allocated before, or the CPU
   profiler's allocation events), in bytes and MB (2^20 bytes);
   ``peak_mem_with_weights_mb`` adds the parameters and the input, which were
-  allocated before the call. On CUDA the ``fwdbwd`` rows of batch 2 carry
-  ``paper_peak_mem_mb``, the paper's published GPU memory (DESIGN §7); the
-  paper does not say which of the two figures it reports.
+  allocated before the call; on CUDA also ``mem_reserved_bytes`` (what the call
+  made the caching allocator reserve) and ``nvml_used_bytes`` (NVML's
+  device-used figure after the call: every process, the CUDA context included,
+  so not a figure of the model alone). The ``fwdbwd`` rows of batch 2 carry
+  ``paper_peak_mem_mb``, the paper's published GPU memory (DESIGN §7), on any
+  device: the paper does not say which figure it reports, and the CPU's
+  allocator events see the same tensors as the CUDA allocator (not oneDNN's or
+  cuDNN's scratch), so a CPU run already tells which of ours matches
+  (:mod:`bench.report.paper_models` sets them side by side).
 * params; MACs per sample: ``macs`` by the paper's convention (Table 1) and
   ``macs_executed`` by what the implementation runs (see
   :mod:`sepgconv.tables`).
@@ -30,8 +36,10 @@ Before timing, each rearranged model's forward is checked against the naive
 one (same ``state_dict``); a disagreement marks the row ``mismatch``.
 
 Batches: CUDA ``(2, 128)``; CPU ``(2, 32)`` for Table 1 and ``(2, 8)`` for
-Table 2; CPU ``--quick``: ``(2, 16)`` for Table 1 and batch 2, forward only,
-for Table 2 (a p4m-ResNet44 training step takes 5–20 s on two cores).
+Table 2; CPU ``--quick``: ``(2, 16)`` for Table 1 and batch 2 for Table 2 (the
+training step at batch 2 is the paper's memory figure; the slowest, a
+g-p4m-ResNet44 step in ``rearranged``, took 7 s on one AMD EPYC thread, and the
+whole quick run about 4 minutes).
 Rows are :class:`bench.store.record.Result` records of kind ``model``,
 written to ``models.csv`` by :func:`run_models` as they finish (per model,
 batch and pass). Ctrl-C, or SIGTERM (turned into the same ``KeyboardInterrupt``
@@ -74,12 +82,6 @@ def batches_for(table: int, device: str, quick: bool) -> tuple[int, ...]:
     if quick:
         return (2, 16) if table == 1 else (2,)
     return (2, 32) if table == 1 else (2, 8)
-
-
-def passes_for(table: int, device: str, quick: bool) -> tuple[str, ...]:
-    if quick and table == 2 and not device.startswith("cuda"):
-        return ("fwd",)
-    return PASSES
 
 
 def _rel_diff(y: torch.Tensor, ref: torch.Tensor) -> float:
@@ -132,7 +134,7 @@ def bench_model(
                 r.macs_executed = executed.get(impl)
                 r.max_rel_diff_vs_naive, status, r.error = check[impl]
                 r.status = status
-                if cuda and batch == 2 and pass_ == "fwdbwd":
+                if batch == 2 and pass_ == "fwdbwd":
                     r.paper_peak_mem_mb = spec.paper_peak_mem_mb
                 rows[impl] = r
             _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes)
@@ -260,6 +262,7 @@ def _memory(r: Result, step, device: str, static_bytes: int) -> None:
         r.error = f"memory: {type(e).__name__}: {e}".replace("\n", " ")[:300]
         return
     r.peak_mem_bytes, r.mem_reserved_bytes = mem.peak_mem_bytes, mem.mem_reserved_bytes
+    r.nvml_used_bytes = mem.nvml_used_bytes
     if mem.peak_mem_bytes is not None:
         r.peak_mem_mb = mem.peak_mem_bytes / MB
         r.peak_mem_with_weights_mb = (mem.peak_mem_bytes + static_bytes) / MB
@@ -305,10 +308,10 @@ def run_models(
         for name in names:
             table = models.get_spec(name).table
             bs = tuple(batches or batches_for(table, device, quick))
-            ps = tuple(passes or passes_for(table, device, quick))
+            ps = tuple(passes or PASSES)
             rows += bench_model(name, device, timing, bs, ps, memory, log=log, write=writer.write)
     log(f"wrote {out / 'models.csv'} ({time.perf_counter() - start:.0f} s)")
     return rows
 
 
-__all__ = ["PASSES", "TIMINGS", "batches_for", "bench_model", "passes_for", "run_models"]
+__all__ = ["PASSES", "TIMINGS", "batches_for", "bench_model", "run_models"]

@@ -7,7 +7,9 @@ written by ``python -m bench run``), ``DIR/env.json`` (optional) and
 * ``DIR/plots/<name>.png`` and ``.svg`` for each plot (:mod:`bench.report.plots`):
   trade-off, speedup, scaling, best_impl, roofline, profile;
 * ``DIR/README.md`` (:mod:`bench.report.markdown`): environment, status counts, the
-  MAC check, a summary per implementation and regime, the plots;
+  MAC check, a summary per implementation and regime, the paper's models when
+  ``DIR/models/models.csv`` exists (:mod:`bench.report.paper_models`: latency, and
+  memory against the paper's published figures), the plots;
 * ``results/README.md``, the index of device folders, when DIR sits directly
   in a folder named ``results``.
 
@@ -35,6 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import paper_models
 from .data import (  # noqa: F401  (re-exported: the report's public API)
     FLOAT_COLUMNS,
     INT_COLUMNS,
@@ -149,6 +152,9 @@ def load_results(results_dir: Path) -> Results:
             "empty (unknown) in every row."
         )
     res.notes.extend(partial_run_notes(res.env))
+    res.models, why = paper_models.load(results_dir)
+    if why:
+        res.notes.append(why)
     prof_path = results_dir / "profile.csv"
     if prof_path.is_file():
         try:

@@ -56,6 +56,7 @@ class Results:
     env: dict = field(default_factory=dict)
     profile: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)  # problems with optional inputs
+    models: pd.DataFrame | None = None  # models/models.csv (bench.report.paper_models)
 
 
 # ---------------------------------------------------------------------- #

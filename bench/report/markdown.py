@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..measure.contention import banner
 from . import data as R
-from . import plots
+from . import paper_models, plots
 
 REGIMES = [
     ("small", "H ≤ 16", 0, 16),
@@ -252,6 +252,26 @@ def _best_section(df: pd.DataFrame) -> str:
     return md_table(heads, rows)
 
 
+def _models_section(models: pd.DataFrame) -> str:
+    """The paper's models: latency per implementation, memory against the paper."""
+    lat = paper_models.latency_table(models)
+    parts = ["Median latency (ms) per implementation (`models/models.csv`, ok rows)."]
+    if not lat.empty:
+        parts.append(md_table(list(lat.columns), lat.itertuples(index=False)))
+    mem = paper_models.memory_table(models)
+    if not mem.empty:
+        parts += [
+            "### Memory against the paper\n\nSepGroupPy's published GPU memory (forward + "
+            "backward, batch 2, float32) next to this run's measures of the same training "
+            "step (MB, and × the paper); measures are defined in `bench/report/paper_models.py`.",
+            md_table(
+                [paper_models.HEADERS.get(c, c) for c in mem.columns], mem.itertuples(index=False)
+            ),
+            "\n".join(paper_models.memory_summary(mem)),
+        ]
+    return "\n\n".join(parts)
+
+
 def render_readme(res: R.Results, written: list[Path], skipped: dict[str, str]) -> str:
     df = res.df
     names = {p.stem for p in written if p.suffix == ".png"}
@@ -291,6 +311,10 @@ def render_readme(res: R.Results, written: list[Path], skipped: dict[str, str]) 
         "## Best implementation per regime",
         "The implementation with the lowest latency on the most shapes of the regime.",
         _best_section(df),
+    ]
+    if res.models is not None:
+        parts += ["## The paper's models", _models_section(res.models)]
+    parts += [
         "## Plots",
     ]
     for name in plots.BUILDERS:

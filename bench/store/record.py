@@ -30,8 +30,9 @@ from ..sweep.shapes import PARAM_KEYS
 #: iterations_per_sample, and its ``params`` column is ``params_measured``;
 #: 3: both end with the contention columns foreign_cpu, wait_frac, disturbed;
 #: 4: results.csv gains memory_format and compiled among its keys, and
-#: auto_choice, tuning_s, compile_s before the contention columns)
-SCHEMA_VERSION = 4
+#: auto_choice, tuning_s, compile_s before the contention columns;
+#: 5: model rows gain nvml_used_bytes after mem_reserved_bytes)
+SCHEMA_VERSION = 5
 STATUSES = ("ok", "mismatch", "error", "skipped", "oom")
 MODEL_KEYS = ("model", "label", "table", "width", "impl", "pass", "batch", "device", "dtype")
 _LATENCY = (
@@ -52,7 +53,8 @@ COLUMNS = {
     "model": (
         *MODEL_KEYS, "status", "error", *_LATENCY, "speedup_vs_naive", "params_measured",
         "macs", "macs_executed", "peak_mem_bytes", "peak_mem_mb", "peak_mem_with_weights_mb",
-        "mem_reserved_bytes", "paper_peak_mem_mb", "max_rel_diff_vs_naive", *_CONTENTION,
+        "mem_reserved_bytes", "nvml_used_bytes", "paper_peak_mem_mb", "max_rel_diff_vs_naive",
+        *_CONTENTION,
     ),
 }  # fmt: skip
 KEYS = {"layer": PARAM_KEYS, "model": MODEL_KEYS}
