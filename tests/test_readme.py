@@ -87,3 +87,35 @@ def test_counting_block_claims(ran):
     # 'same' padding, stride 1: the implementation's count is the paper's table
     section34 = counting.macs_section34("gc", 16, 16, 4, 4, 3, 32, 32)
     assert counting.layer_macs(layer, 32, 32) == section34 == 16 * 4 * 32 * 32 * (16 * 4 + 9)
+
+
+def _option_strings(parser) -> set[str]:
+    """Every option of ``parser`` and of its subcommands' parsers."""
+    import argparse
+
+    found = set(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
+
+
+def test_every_bench_option_the_readme_names_exists():
+    import argparse
+
+    from bench.cli import SUBCOMMANDS, command_module
+
+    text = README.read_text()
+    uses = re.findall(r"python -m bench (\w+)([^\n`#]*)", text)
+    assert len(uses) > 20
+    checked = 0
+    for verb, rest in uses:
+        assert verb in SUBCOMMANDS, f"README names an unknown subcommand: bench {verb}"
+        parser = argparse.ArgumentParser()
+        command_module(verb).configure(parser)
+        known = _option_strings(parser)
+        for opt in re.findall(r"(--[a-z][a-z0-9-]*)", rest):
+            assert opt in known, f"README: `python -m bench {verb} … {opt}` is not an option"
+            checked += 1
+    assert checked > 20

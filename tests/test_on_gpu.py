@@ -1,0 +1,122 @@
+"""Checks that need a CUDA GPU; skipped without one (CI never has one).
+
+``tools/gpu-run.sh`` runs them on a lent GPU before its sweep. What the CPU tests
+cannot show:
+
+* cuDNN's and cuBLAS's paths and the compiled Triton kernels (``impl="fused"``,
+  checked only in Triton's interpreter on the CPU) agree with naive on the GPU,
+  forward and backward, in float32 (TF32 off) and float16, and stay equivariant
+  up to float32 rounding;
+* CUDA-event timing measures the GPU's work, not the launch;
+* the CUDA allocator's peak above what was allocated before is the call's
+  working memory; NVML answers; ``env.json`` names the GPU and its clocks.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import GROUPS, impl_id, random_input, randomize_
+
+import sepgconv
+from bench.measure import env, memory, timing
+from sepgconv import GConv2d, get_group
+
+CUDA = torch.cuda.is_available()
+pytestmark = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+IMPLS = sepgconv.available_implementations("cuda") if CUDA else []
+REL32 = 1e-4  # float32 (TF32 off): summation order differs between implementations
+REL16 = 1e-2  # float16 inputs and weights against float32 on the same rounded values
+
+
+@pytest.fixture(autouse=True)
+def exact_float32(monkeypatch):
+    """TF32 off (it rounds float32 convolutions to 10 mantissa bits); compiled Triton."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().float(), b.detach().float()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def _pair(group, lifting, vi, dtype=torch.float32):
+    variant, impl = vi
+    layer = GConv2d(5, 6, 3, group=group, lifting=lifting, variant=variant, impl=impl,
+                    padding=1, device="cuda", dtype=dtype)  # fmt: skip
+    randomize_(layer)
+    naive = GConv2d(**(layer.config() | {"impl": "naive"}), device="cuda", dtype=dtype)
+    naive.load_state_dict(layer.state_dict())
+    return layer, naive
+
+
+@pytest.mark.parametrize("vi", IMPLS, ids=impl_id)
+@pytest.mark.parametrize("lifting", [True, False], ids=["lifting", "group"])
+@pytest.mark.parametrize("group", GROUPS)
+def test_forward_backward_and_equivariance_on_the_gpu(group, lifting, vi):
+    layer, naive = _pair(group, lifting, vi)
+    x = random_input(layer, batch=2, size=12, dtype=torch.float32).cuda().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    y, y_ref = layer(x), naive(x_ref)
+    assert _rel(y, y_ref) < REL32
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    y_ref.backward(grad)
+    assert _rel(x.grad, x_ref.grad) < REL32
+    ref_grads = dict(naive.named_parameters())
+    for name, p in layer.named_parameters():
+        assert _rel(p.grad, ref_grads[name].grad) < REL32, name
+    grp = get_group(group)
+    with torch.no_grad():
+        for u in range(grp.order):
+            assert _rel(layer(grp.act(x, u)), grp.act(layer(x), u)) < REL32, u
+
+
+@pytest.mark.parametrize("vi", IMPLS, ids=impl_id)
+@pytest.mark.parametrize("group", GROUPS)
+def test_float16_agrees_with_float32_on_the_same_rounded_values(group, vi):
+    layer, _ = _pair(group, False, vi, dtype=torch.float16)
+    ref = GConv2d(**(layer.config() | {"impl": "naive"}), device="cuda", dtype=torch.float32)
+    ref.load_state_dict({k: v.float() for k, v in layer.state_dict().items()})
+    x = random_input(layer, batch=2, size=12, dtype=torch.float32).cuda().half()
+    with torch.no_grad():
+        assert _rel(layer(x), ref(x.float())) < REL16
+
+
+def test_cuda_events_time_the_gpus_work_not_the_launch():
+    a = torch.randn(4096, 4096, device="cuda")  # ~140 GFLOP per product: milliseconds
+    steps = {"one": lambda: a @ a, "three": lambda: a @ a @ a @ a}
+    out = timing.time_interleaved(steps, "cuda", timing.Timing(budget_s=0.1, max_samples=20))
+    one, three = out["one"], out["three"]
+    assert one.iterations == three.iterations == 1 and one.n >= 5
+    wall = sorted(timing._call_s(steps["one"], torch.device("cuda")) for _ in range(5))[2]
+    assert 0.5 * wall <= one.median_s <= 1.1 * wall  # a launch alone is microseconds
+    assert 2.0 <= three.median_s / one.median_s <= 4.0  # three products, one event pair
+
+
+def test_the_allocator_peak_is_the_calls_working_memory():
+    x = torch.randn(1024, 1024, device="cuda")  # 4 MiB, allocated before the call
+
+    def step():
+        return (x * 2) + 1  # a 4 MiB temporary alive while the 4 MiB result is made
+
+    step()
+    mem = memory.peak_memory(step, "cuda")
+    assert 8 * 2**20 <= mem.peak_mem_bytes <= 8 * 2**20 + 2**16  # not 4 (result only), not 12
+    assert mem.mem_reserved_bytes >= mem.peak_mem_bytes
+    if env._nvml() is not None:
+        assert mem.nvml_used_bytes > mem.peak_mem_bytes
+
+
+def test_env_names_the_gpu_and_nvml_its_clocks():
+    e = env.collect("cuda", roofline_ceilings=False)
+    assert e["device"] == "cuda" and e["device_name"] == torch.cuda.get_device_name(0)
+    assert e["gpu_memory_bytes"] > 0 and e["cuda"]
+    if e["nvml"]:
+        assert e["driver"]
+        state = env.gpu_state("cuda")
+        assert state["sm_clock_mhz"] > 0 and "throttle_reasons" in state
