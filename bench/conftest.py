@@ -225,6 +225,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     placement = workers.machine_info(config)
     if placement:
         info["xdist"] = placement
+        info["malloc"] = workers.malloc_state(placement)  # the workers timed, not this process
         threads = {w.get("threads") for w in placement["placement"]}
         if len(threads) == 1 and None not in threads:
             info["threads"] = threads.pop()

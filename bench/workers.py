@@ -42,6 +42,8 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+from .measure import allocator
+
 ALLOW_PARALLEL_CPU = "--allow-parallel-cpu"
 KEY = "sepgconv"  # our entries in xdist's workerinput / workeroutput
 
@@ -213,6 +215,7 @@ def worker_output(config, placement: dict) -> None:
     benches = [b.as_dict(include_data=True) for b in bs.benchmarks if b and not b.has_error]
     worker = {"id": config.workerinput["workerid"], **placement}
     worker["lock"] = bool(placement.get("lock"))  # a temporary path: not the machine
+    worker["malloc"] = allocator.state()  # the worker's, not the controller's (times nothing)
     config.workeroutput[KEY] = safe_dumps({"benchmarks": benches, "worker": worker})
 
 
@@ -252,3 +255,13 @@ def machine_info(config) -> dict | None:
     if not workers:
         return None
     return {"workers": len(workers), "mode": workers[0]["mode"], "placement": workers}
+
+
+def malloc_state(placement: dict) -> dict:
+    """The allocator state the workers timed under: theirs when they agree, else
+    ``{"mode": "mixed", "workers": [...]}`` (which ``bench compare`` will not equate
+    with any one mode)."""
+    states = [w.get("malloc") or {"mode": "unknown"} for w in placement["placement"]]
+    if all(s == states[0] for s in states):
+        return states[0]
+    return {"mode": "mixed", "workers": states}

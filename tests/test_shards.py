@@ -302,9 +302,20 @@ def test_pytest_xdist_writes_every_case_once(tmp_path, parallel):
     assert load_run(out).benches  # bench compare reads it
     placement = doc["machine_info"]["sepgconv_env"]["xdist"]
     assert placement["workers"] == 2
+    malloc = doc["machine_info"]["sepgconv_env"]["malloc"]  # the workers', who timed
+    assert malloc == placement["placement"][0]["malloc"] and malloc["mode"] != "untouched"
     if parallel:
         a, b = (set(w["cpus"]) for w in placement["placement"])
         assert a and b and not a & b
+
+
+def test_the_workers_malloc_state_is_theirs_when_they_agree_else_mixed():
+    steady = {"library": "glibc 2.36", "mode": "steady"}
+    agree = {"placement": [{"id": "gw0", "malloc": steady}, {"id": "gw1", "malloc": steady}]}
+    assert workers.malloc_state(agree) == steady
+    differ = {"placement": [{"id": "gw0", "malloc": steady}, {"id": "gw1"}]}
+    assert workers.malloc_state(differ) == {"mode": "mixed",
+                                            "workers": [steady, {"mode": "unknown"}]}  # fmt: skip
 
 
 def _selected(case_id: str, parallel: bool) -> bool:
