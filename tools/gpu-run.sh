@@ -19,6 +19,8 @@
 #   6. the report (plots and README, the paper's models included).
 # What comes back in OUT: gpu.tgz (results/<gpu-slug>/), log.txt, one log per step,
 # nvidia-smi.txt. Nothing here changes the GPU's settings: nvidia-smi only reads.
+# DEVICE=cpu PROFILE=smoke (without --cpu-check) rehearses the GPU path itself, wheels
+# and all, in a bare environment like the GPU machine's.
 set -u
 TESTS_S=${TESTS_S:-75}
 SMOKE_S=${SMOKE_S:-45}
@@ -35,7 +37,7 @@ unset TRITON_INTERPRET
 # Table 2 first: its memory column is what the issue compares; then Table 1
 table2_first=resnet44,p4m-resnet44,g-p4m-resnet44,gc-p4m-resnet44,z2cnn,c-z2cnn,p4cnn,g-p4cnn
 table2_first+=,gc-p4cnn,g-p4cnn-w17,gc-p4cnn-w30
-device=cuda profile=full models="--models $table2_first" tests="tests/test_on_gpu.py tests/test_cuda_paths.py"
+device=${DEVICE:-cuda} profile=${PROFILE:-full} models="--models $table2_first" tests="tests/test_on_gpu.py tests/test_cuda_paths.py"
 if [[ ${1:-} == --cpu-check ]]; then
   device=cpu profile=smoke models="--models z2cnn,gc-p4cnn"
   tests="tests/test_on_gpu.py tests/test_cuda_paths.py::test_profile_columns_hold_what_the_report_reads"
