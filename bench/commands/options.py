@@ -31,6 +31,18 @@ def threshold(text: str) -> float:
     return v
 
 
+def _number(text: str, what: str, ok, bound: str) -> float:
+    """``float(text)`` when ``ok`` of it, else the option's error (``what`` it should
+    be, or the ``bound`` it broke)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"{bound}: {text!r}")
+    return v
+
+
 def alpha(text: str) -> float:
     """A level in (0, 1).
 
@@ -40,13 +52,7 @@ def alpha(text: str) -> float:
     Returns:
         The level.
     """
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"alpha must be in (0, 1): {text!r}")
-    return v
+    return _number(text, "a number", lambda v: 0 < v < 1, "alpha must be in (0, 1)")
 
 
 def rules(text: str) -> tuple:
@@ -101,13 +107,8 @@ def seconds(text: str) -> float:
     Returns:
         The seconds.
     """
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"seconds must be positive and finite: {text!r}")
-    return v
+    ok = lambda v: v > 0 and math.isfinite(v)  # noqa: E731
+    return _number(text, "a number of seconds", ok, "seconds must be positive and finite")
 
 
 def shard(text: str):
