@@ -22,7 +22,7 @@ or is stale, 0 otherwise.
 
 Usage (from the repository root, in the test environment)::
 
-    python tools/mutants.py                 # every mutant (about 3 min on 2 cores)
+    python tools/mutants.py                 # every mutant (about 4 min on 2 cores)
     python tools/mutants.py --list          # the mutants and their tests
     python tools/mutants.py --only bias-dropped-gc-rearranged memory-frees-ignored
     python tools/mutants.py --baseline      # first run each selection unmutated
@@ -234,6 +234,30 @@ MUTANTS = [
         "result.speedup_vs_full = reference_ms / med",
         "result.speedup_vs_full = med / reference_ms",
         ("tests/test_bench_measure.py", "-k", "derive"),
+    ),
+    Mutant(
+        "time-limit-natural-order",
+        "a time-limited run takes the shapes in the profile's order (a cut run covers one series)",
+        "bench/pipeline/run.py",
+        "by_shape = {s: by_shape[s] for s in spread_order(list(by_shape))}",
+        "by_shape = dict(by_shape)",
+        ("tests/test_bench_run.py", "-k", "time_limit"),
+    ),
+    Mutant(
+        "paper-memory-ratio-inverted",
+        "the memory comparison divides the paper's figure by ours",
+        "bench/report/paper_models.py",
+        'rows[f"{label} ratio"] = rows[col] / rows["paper_peak_mem_mb"]',
+        'rows[f"{label} ratio"] = rows["paper_peak_mem_mb"] / rows[col]',
+        ("tests/test_paper_models.py",),
+    ),
+    Mutant(
+        "xdist-malloc-of-the-controller",
+        "under pytest -n, machine_info keeps the controller's allocator state (never fixed)",
+        "bench/conftest.py",
+        '        info["malloc"] = workers.malloc_state(placement)',
+        "        pass",
+        ("tests/test_shards.py", "-k", "xdist"),
     ),
 ]
 
