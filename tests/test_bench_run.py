@@ -399,3 +399,12 @@ def test_a_time_limit_must_be_a_positive_number_of_seconds(tmp_path, capsys):
             _run(tmp_path, "--time-limit", bad)
         assert e.value.code == 2
     assert "seconds" in capsys.readouterr().err
+
+
+def test_a_time_limit_spent_before_the_first_shape_still_runs_one(tmp_path):
+    assert _run(tmp_path, "--impl", "full/naive", "--time-limit", "0.001") == 0
+    limit = json.loads((tmp_path / "env.json").read_text())["time_limit"]
+    assert limit["shapes_done"] == 1 and limit["stopped"]
+    assert (
+        len({(r["group"], r["c_in"], r["c_out"], r["k"], r["layer"]) for r in _rows(tmp_path)}) == 1
+    )

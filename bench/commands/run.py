@@ -106,8 +106,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=options.seconds,
         default=None,
         metavar="SECONDS",
-        help="start no new shape after SECONDS, and take the shapes in an order whose every "
-        "prefix spreads over the profile (a capped run still covers each axis); the run "
+        help="start no new shape after SECONDS (the first always runs), and take the "
+        "shapes in an order whose every prefix spreads over the profile (a capped run "
+        "still covers each axis); the run "
         "ends normally, env.json 'time_limit' says how many shapes were done; --resume "
         "runs the rest",
     )

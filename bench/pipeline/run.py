@@ -15,11 +15,11 @@ skips the rows already in ``results.csv`` (key: the params columns) and appends
 the rest.
 
 A run with a time limit (``time_limit_s``, ``bench run --time-limit``) starts no
-new shape once the limit is spent, and takes the shapes in :func:`spread_order`,
-so that whatever prefix finishes covers the profile's axes evenly instead of
-only its first series. It ends as a finished run does (profile, ``env.json``),
-with ``env.json`` → ``time_limit`` saying how many shapes were done; ``--resume``
-runs the rest.
+new shape once the limit is spent (the first shape always runs), and takes the
+shapes in :func:`spread_order`, so that whatever prefix finishes covers the
+profile's axes evenly instead of only its first series. It ends as a finished
+run does (profile, ``env.json``), with ``env.json`` → ``time_limit`` saying how
+many shapes were done; ``--resume`` runs the rest.
 
 A run whose MAC counter (fvcore) cannot be imported says so once on stderr and
 in ``env.json`` (``mac_counter_error``); its ``macs_measured`` and ``macs_match``
@@ -211,7 +211,8 @@ def run_sweep(
     try:
         with writer:
             for shape, shape_cases in by_shape.items():
-                if time_limit_s is not None and time.perf_counter() - start >= time_limit_s:
+                spent = time.perf_counter() - start
+                if time_limit_s is not None and shapes_done and spent >= time_limit_s:
                     environment["time_limit"]["stopped"] = True
                     log(
                         f"time limit {time_limit_s:g} s: {shapes_done} of {len(by_shape)} "
