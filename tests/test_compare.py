@@ -631,3 +631,28 @@ def test_a_different_cpu_allocator_setting_gets_no_latency_verdict():
     assert any("malloc mode" in x for x in r.comparability.reasons)
     new["machine_info"]["sepgconv_env"]["malloc"] = {"mode": "steady"}
     assert compare(base, new).exit_code == 1  # alike: judged, and the 50 % is caught
+
+
+@pytest.mark.parametrize(
+    ("base_gb_s", "new_gb_s", "latency"),
+    [(23.0, 21.0, True), (23.0, 15.0, False), (15.0, 23.0, False), (23.0, None, True)],
+)
+def test_a_different_memory_bandwidth_at_the_start_withholds_latency_verdicts(
+    base_gb_s, new_gb_s, latency
+):
+    base, new = make_doc(1), make_doc(2, one(TARGET, 1.5))
+    for doc, gb_s in ((base, base_gb_s), (new, new_gb_s)):
+        if gb_s is not None:
+            doc["machine_info"]["sepgconv_env"]["contention"]["bandwidth"] = {
+                "reference_gb_s": gb_s, "windows": 10, "windows_low": 0}  # fmt: skip
+    r = compare(base, new)
+    assert r.comparability.latency is latency
+    if not latency:
+        assert r.exit_code == 0
+        assert any(
+            "CPU memory bandwidth at the start differs" in x for x in r.comparability.reasons
+        )
+    else:
+        assert r.exit_code == 1  # the planted 1.5x is judged
+    if new_gb_s is None:
+        assert "CPU memory bandwidth not recorded in NEW" in r.comparability.unknown

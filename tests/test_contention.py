@@ -3,6 +3,8 @@ flagged everywhere it is shown (console, env.json, README, plots, --strict)."""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,7 +14,7 @@ import time
 import pytest
 
 from bench import cli
-from bench.measure import contention
+from bench.measure import bandwidth, contention
 from bench.measure.contention import Counters, Window
 
 
@@ -167,3 +169,47 @@ def test_settle_takes_the_time_it_is_given():
     t0 = time.perf_counter()
     w = contention.settle(0.2)
     assert 0.19 <= time.perf_counter() - t0 and w.seconds >= 0.19
+
+
+def test_a_window_names_a_bandwidth_drop():
+    w = Window(1.0, 0.0, 0.0, 0.0, 0.0)
+    assert w.reasons() == []  # no probe (CUDA, or a run-level window): no reason
+    assert dataclasses.replace(w, bandwidth_frac=0.9).reasons() == []
+    assert dataclasses.replace(w, bandwidth_frac=0.5).reasons() == ["bandwidth_frac 0.50 < 0.75"]
+
+
+def _only_bandwidth(monkeypatch, readings):
+    """The probe reads ``readings``; the CPU-time limits are out of reach (the machine
+    may be busy while the tests run: only the bandwidth decides here)."""
+    limits = dict.fromkeys(contention.THRESHOLDS, float("inf"))
+    limits.update(bandwidth_drop=0.25, disturbed_rows=0.10)
+    monkeypatch.setattr(contention, "THRESHOLDS", limits)
+    monkeypatch.setattr(bandwidth, "_probe", None)
+    monkeypatch.setattr(bandwidth.BandwidthProbe, "gb_s", lambda self: next(readings))
+
+
+def test_one_slow_probe_marks_its_window_not_the_run(tmp_path, monkeypatch):
+    _only_bandwidth(monkeypatch, iter([20.0] * 3 + [19.0] * 6 + [8.0] + [19.0] * 100))
+    _smoke(tmp_path, "--no-report")  # window 7 of 12 probes low
+    v = json.loads((tmp_path / "env.json").read_text())["contention"]
+    assert v["bandwidth"]["windows_low"] == v["rows_disturbed"] == 1
+    assert not v["disturbed"] and v["reasons"] == []  # 1 of 12: under the 10 % rule
+
+
+def test_a_bandwidth_drop_marks_its_windows_and_the_run(tmp_path, monkeypatch):
+    """The reference comes from the run's quiet start; windows that probe under 75 %
+    of it are disturbed rows, counted in env.json and named in the verdict."""
+    _only_bandwidth(monkeypatch, iter([20.0] * 3 + [19.0] * 6 + [8.0] * 100))  # 6, then low
+    _smoke(tmp_path, "--no-report")
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    v = json.loads((tmp_path / "env.json").read_text())["contention"]
+    assert v["bandwidth"] == {"reference_gb_s": 20.0, "windows": 12, "median_frac": 0.95,
+                              "min_frac": 0.4, "windows_low": 6}  # fmt: skip
+    assert v["disturbed"] and any("memory bandwidth under 75%" in r for r in v["reasons"])
+
+    def window_of(r):
+        return r["group"], r["layer"], r["c_in"], r["c_out"], r["k"], r["pass"]
+
+    windows = list(dict.fromkeys(window_of(r) for r in rows))  # in the order timed
+    flagged = {window_of(r) for r in rows if r["disturbed"] == "True"}
+    assert flagged == set(windows[6:])

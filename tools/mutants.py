@@ -259,6 +259,22 @@ MUTANTS = [
         "        pass",
         ("tests/test_shards.py", "-k", "xdist"),
     ),
+    Mutant(
+        "bandwidth-not-compared",
+        "bench compare ignores the runs' memory bandwidth at their starts",
+        "bench/judge/comparable.py",
+        "    _bandwidth(base, new, out)\n",
+        "",
+        ("tests/test_compare.py", "-k", "bandwidth"),
+    ),
+    Mutant(
+        "bandwidth-probe-skipped",
+        "a CPU timing window ends without the bandwidth probe",
+        "bench/measure/contention.py",
+        "w = replace(w, bandwidth_frac=bandwidth.probe().frac())",
+        "pass",
+        ("tests/test_contention.py", "-k", "bandwidth or slow_probe"),
+    ),
 ]
 
 

@@ -8,8 +8,9 @@ implementations move differently. And a run flagged as *disturbed* by the
 contention check (``machine_info.sepgconv_env.contention.disturbed``, see
 :mod:`bench.measure.contention`) has wrong latencies throughout. So:
 
-* :data:`BLOCKING` fields that differ between BASE and NEW, or a disturbed
-  run on either side, withhold every latency verdict (the deterministic rule
+* :data:`BLOCKING` fields that differ between BASE and NEW, a disturbed run
+  on either side, or CPU memory bandwidths at the runs' starts more than
+  :data:`BANDWIDTH_TOLERANCE` apart withhold every latency verdict (the deterministic rule
   still runs) and the report says why, up front. ``--force`` judges anyway,
   and says that too.
 * A field missing on one side or both (older files) cannot be checked: the
@@ -93,6 +94,34 @@ WARN_ONLY = (
 )
 
 
+#: how far the two runs' CPU memory bandwidth at their quiet starts may differ
+#: (``contention.bandwidth.reference_gb_s``; quiet readings of the AMD EPYC VM:
+#: 21.7–24.7 GB/s; beside a process copying 256 MB arrays: 11–13.5). Beyond it
+#: another tenant or another memory setup moves the memory-bound rows (g/rearranged
+#: p4m C = 32, k = 1: +8.7 % to +13.6 % beside that process; README, "Not the
+#: process, the memory bus").
+BANDWIDTH_TOLERANCE = 0.25
+
+
+def cpu_bandwidth_gb_s(run: Run) -> float | None:
+    """The copy bandwidth at the run's start (CPU runs since the probe; else None)."""
+    b = (contention(run) or {}).get("bandwidth")
+    return b.get("reference_gb_s") if isinstance(b, dict) else None
+
+
+def _bandwidth(base: Run, new: Run, out) -> None:
+    a, b = cpu_bandwidth_gb_s(base), cpu_bandwidth_gb_s(new)
+    if a is None and b is None:
+        return
+    if a is None or b is None:
+        out.unknown.append(f"CPU memory bandwidth not recorded in {'BASE' if a is None else 'NEW'}")
+    elif min(a, b) < (1 - BANDWIDTH_TOLERANCE) * max(a, b):
+        out.reasons.append(
+            f"CPU memory bandwidth at the start differs: {a:.1f} (BASE) vs {b:.1f} GB/s (NEW), "
+            f"more than {BANDWIDTH_TOLERANCE:.0%}: memory-bound rows move with it"
+        )
+
+
 @dataclass
 class Comparability:
     """The outcome of :func:`check`."""
@@ -142,6 +171,7 @@ def check(base: Run, new: Run, force: bool = False) -> Comparability:
         elif c.get("disturbed"):
             why = "; ".join(str(x) for x in (c.get("reasons") or [])) or "no reason given"
             out.reasons.append(f"{side} run was disturbed ({why})")
+    _bandwidth(base, new, out)
     for path in WARN_ONLY:
         a, b = _get(base.machine_info, path), _get(new.machine_info, path)
         if a != b and not (a is None or b is None):

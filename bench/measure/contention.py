@@ -17,10 +17,18 @@ watched directly. Two kinds of readings, all from the kernel and cheap:
   (share of the window our threads spent waiting for a CPU, per thread),
   ``psi_some`` (share of the window in which some task waited), ``steal_frac``.
 
+On the CPU each timing window also ends with a
+:class:`bench.measure.bandwidth.BandwidthProbe`: a copy
+of 64 MiB against the same copy at the run's quiet start (``bandwidth_frac``).
+Other tenants of a VM's host take memory bandwidth that none of the counters
+above show, and it moves the rows whose intermediates stream from memory
+(README, "Not the process, the memory bus").
+
 Per row the sweep keeps ``foreign_cpu`` and ``wait_frac`` of its shape's timing
-window; per run :func:`judge_run` compares everything with :data:`THRESHOLDS`
-and says *disturbed* with the reasons (console, ``env.json``, README banner,
-plot titles; ``--strict`` fails; ``bench compare`` refuses latency verdicts).
+window (``disturbed`` counts the bandwidth too); per run :func:`judge_run`
+compares everything with :data:`THRESHOLDS` and says *disturbed* with the
+reasons (console, ``env.json``, README banner, plot titles; ``--strict`` fails;
+``bench compare`` refuses latency verdicts).
 On CUDA, NVML's clocks and throttle reasons before and after are compared too.
 
 The thresholds were chosen from runs on this project's 2-core machine, quiet
@@ -34,7 +42,9 @@ from __future__ import annotations
 import glob
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+from . import bandwidth
 
 #: limits above which a window counts as disturbed (see the module doc)
 THRESHOLDS = {
@@ -44,6 +54,7 @@ THRESHOLDS = {
     "steal_frac": 0.05,  # share of CPU time the hypervisor gave to others
     "disturbed_rows": 0.10,  # share of a run's timing windows that were disturbed
     "ceiling_change": 0.35,  # matmul / copy ceiling, end vs start of the run
+    "bandwidth_drop": 0.25,  # a window's copy bandwidth below 75 % of the run's start
 }
 #: /proc/stat and os.times count in clock ticks: each reading of the machine's busy
 #: time can be off by a tick per CPU and our own by one tick, so a window's foreign
@@ -126,6 +137,7 @@ class Window:
     wait_frac: float | None  # our threads' waiting time / (window × threads)
     psi_some: float | None  # share of the window in which some task waited for a CPU
     steal_frac: float | None  # stolen / all CPU time
+    bandwidth_frac: float | None = None  # CPU: copy bandwidth after it / at the run's start
 
     def reasons(self, threads: int = 1) -> list[str]:
         """What in this window exceeds :data:`THRESHOLDS` (empty: quiet). The foreign
@@ -140,6 +152,9 @@ class Window:
                 judged = max(value * self.seconds - _SLACK_TICKS / _TICK, 0.0) / self.seconds
             if judged > THRESHOLDS[name]:
                 out.append(f"{name} {value:.2f} > {THRESHOLDS[name]:g}")
+        floor = 1 - THRESHOLDS["bandwidth_drop"]
+        if self.bandwidth_frac is not None and self.bandwidth_frac < floor:
+            out.append(f"bandwidth_frac {self.bandwidth_frac:.2f} < {floor:g}")
         return out
 
     def as_dict(self) -> dict:
@@ -164,6 +179,25 @@ def window(a: Counters, b: Counters, threads: int = 1) -> Window:
         psi_some=None if psi is None else min(psi / dt, 1.0),
         steal_frac=None if not total or steal is None else steal / total,
     )
+
+
+def bandwidth_summary(probe: bandwidth.BandwidthProbe) -> dict | None:
+    """For ``env.json``: the probe's reference and its windows' fractions (None: none)."""
+    if probe.reference is None or not probe.fracs:
+        return None
+    low = sum(f < 1 - THRESHOLDS["bandwidth_drop"] for f in probe.fracs)
+    fracs = sorted(probe.fracs)
+    return {"reference_gb_s": round(probe.reference, 2), "windows": len(fracs),
+            "median_frac": round(fracs[len(fracs) // 2], 3),
+            "min_frac": round(fracs[0], 3), "windows_low": low}  # fmt: skip
+
+
+def close_window(start: Counters, threads: int, device) -> Window:
+    """The window from ``start`` to now; on the CPU with its ``bandwidth_frac``."""
+    w = window(start, read_counters(), threads)
+    if str(device).startswith("cpu"):
+        w = replace(w, bandwidth_frac=bandwidth.probe().frac())
+    return w
 
 
 def settle(seconds: float = 1.0, threads: int = 1) -> Window:
@@ -277,6 +311,8 @@ class RunWatch:
         self.device, self.threads = device, threads
         self.before = settle(settle_s, threads)
         self.gpu_start = env.gpu_state(device) if device.startswith("cuda") else None
+        if device.startswith("cpu"):  # the bandwidth reference, at the quiet start
+            bandwidth.probe().set_reference()
         self.start = read_counters()
 
     def verdict(self, windows_disturbed: list[bool], ceilings_start: dict | None) -> dict:
@@ -296,7 +332,21 @@ class RunWatch:
         gpu = None
         if self.gpu_start is not None:
             gpu = (self.gpu_start, env.gpu_state(self.device))
-        return judge_run(
+        verdict = judge_run(
             self.before, during, sum(windows_disturbed), len(windows_disturbed),
             ceilings, gpu, self.threads,
         )  # fmt: skip
+        if self.device.startswith("cpu"):
+            verdict["bandwidth"] = summary = bandwidth_summary(bandwidth.probe())
+            # the share rule of the timing windows (a lone slow probe is not a run's fault)
+            if (
+                summary
+                and summary["windows_low"] > THRESHOLDS["disturbed_rows"] * summary["windows"]
+            ):
+                verdict["reasons"].append(
+                    f"memory bandwidth under {1 - THRESHOLDS['bandwidth_drop']:.0%} of the "
+                    f"run's start in {summary['windows_low']} of {summary['windows']} "
+                    f"windows (lowest {summary['min_frac']:.0%})"
+                )
+                verdict["disturbed"] = True
+        return verdict

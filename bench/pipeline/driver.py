@@ -134,7 +134,7 @@ def measure_shape(
                 steps[im] = step
         start = contention.read_counters()
         timed = time_interleaved(steps, device, timing, flush_l2)
-        watched = contention.window(start, contention.read_counters(), torch.get_num_threads())
+        watched = contention.close_window(start, torch.get_num_threads(), device)
         for key, samples in timed.items():
             if isinstance(samples, BaseException):
                 _fail(rows[key], samples, device)
