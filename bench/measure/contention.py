@@ -215,6 +215,7 @@ def judge_run(
     ceilings: tuple[dict, dict] | None = None,
     gpu: tuple[dict, dict] | None = None,
     threads: int = 1,
+    probe_summary: dict | None = None,
 ) -> dict:
     """The run's verdict: ``{"disturbed": bool, "reasons": [...], ...}`` for env.json.
 
@@ -228,6 +229,9 @@ def judge_run(
         gpu: NVML readings (:func:`bench.measure.env.gpu_state`) at the start
             and the end, on CUDA.
         threads: our compute threads (normalises ``wait_frac``).
+        probe_summary: the CPU bandwidth probe's :func:`bandwidth_summary`; its low
+            windows are judged by the windows' share rule (a lone slow probe is
+            not a run's fault), and the reason names the cause.
     """
     reasons = [f"before the run: {r}" for r in before.reasons(threads)]
     share = rows_disturbed / rows_total if rows_total else 0.0
@@ -245,6 +249,13 @@ def judge_run(
                 reasons.append(f"{key} moved {y / x - 1:+.0%} between start and end")
     if gpu is not None:
         reasons += gpu_reasons(*gpu)
+    low = probe_summary and probe_summary["windows_low"]
+    if low and low > THRESHOLDS["disturbed_rows"] * probe_summary["windows"]:
+        reasons.append(
+            f"memory bandwidth under {1 - THRESHOLDS['bandwidth_drop']:.0%} of the run's "
+            f"start in {low} of {probe_summary['windows']} windows "
+            f"(lowest {probe_summary['min_frac']:.0%})"
+        )
     return {
         "disturbed": bool(reasons),
         "reasons": reasons,
@@ -254,6 +265,7 @@ def judge_run(
         "rows_total": rows_total,
         "ceilings_end": None if ceilings is None else ceilings[1],
         "gpu_end": None if gpu is None else gpu[1],
+        "bandwidth": probe_summary,
         "thresholds": dict(THRESHOLDS),
     }
 
@@ -332,21 +344,8 @@ class RunWatch:
         gpu = None
         if self.gpu_start is not None:
             gpu = (self.gpu_start, env.gpu_state(self.device))
-        verdict = judge_run(
+        probed = bandwidth_summary(bandwidth.probe()) if self.device.startswith("cpu") else None
+        return judge_run(
             self.before, during, sum(windows_disturbed), len(windows_disturbed),
-            ceilings, gpu, self.threads,
+            ceilings, gpu, self.threads, probed,
         )  # fmt: skip
-        if self.device.startswith("cpu"):
-            verdict["bandwidth"] = summary = bandwidth_summary(bandwidth.probe())
-            # the share rule of the timing windows (a lone slow probe is not a run's fault)
-            if (
-                summary
-                and summary["windows_low"] > THRESHOLDS["disturbed_rows"] * summary["windows"]
-            ):
-                verdict["reasons"].append(
-                    f"memory bandwidth under {1 - THRESHOLDS['bandwidth_drop']:.0%} of the "
-                    f"run's start in {summary['windows_low']} of {summary['windows']} "
-                    f"windows (lowest {summary['min_frac']:.0%})"
-                )
-                verdict["disturbed"] = True
-        return verdict

@@ -39,7 +39,7 @@ Batches: CUDA ``(2, 128)``; CPU ``(2, 32)`` for Table 1 and ``(2, 8)`` for
 Table 2; CPU ``--quick``: ``(2, 16)`` for Table 1 and batch 2 for Table 2 (the
 training step at batch 2 is the paper's memory figure; the slowest, a
 g-p4m-ResNet44 step in ``rearranged``, took 7 s on one AMD EPYC thread, and the
-whole quick run about 4 minutes).
+whole quick run 177 s).
 Rows are :class:`bench.store.record.Result` records of kind ``model``,
 written to ``models.csv`` by :func:`run_models` as they finish (per model,
 batch and pass). Ctrl-C, or SIGTERM (turned into the same ``KeyboardInterrupt``
