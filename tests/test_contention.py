@@ -10,11 +10,12 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from bench import cli
-from bench.measure import bandwidth, contention
+from bench.measure import bandwidth, contention, gpu_probe
 from bench.measure.contention import Counters, Window
 
 
@@ -111,15 +112,74 @@ def test_judge_run_quiet_and_each_reason():
     assert contention.judge_run(quiet(), quiet(), 5, 50)["disturbed"] is False
 
 
-def test_gpu_throttle_reasons():
-    idle = {"sm_clock_mhz": 1980, "sm_clock_max_mhz": 1980, "throttle_reasons": 0x1}
-    assert contention.gpu_reasons(idle, idle) == []
-    hot = dict(idle, throttle_reasons=0x40, sm_clock_mhz=1200)
-    reasons = contention.gpu_reasons(idle, hot)
-    assert any("HW thermal slowdown" in r for r in reasons)
-    assert any("1200 MHz" in r for r in reasons)
-    capped = dict(idle, throttle_reasons=0x4)  # SW power cap: normal under load
+H200 = Path(__file__).parent / "data" / "h200_contention_2026-12-04.json"
+
+
+def _loaded(**over) -> dict:
+    state = {"sm_clock_mhz": 1980, "sm_clock_max_mhz": 1980, "throttle_reasons": 0x0}
+    return state | {"loaded": True, "foreign_processes": 0} | over
+
+
+def test_the_h200_runs_recorded_nvml_states_are_quiet():
+    # the first GPU run (shared/evidence/h200-2026-12-04) was flagged for
+    # "GPU SM clock moved 345 -> 1980 MHz": the GPU leaving idle for its boost clock
+    rec = json.loads(H200.read_text())
+    assert rec["recorded_reasons"] == ["GPU SM clock moved 345 -> 1980 MHz"]
+    assert contention.gpu_reasons(rec["gpu_start"], rec["gpu_end"]) == []
+    verdict = contention.judge_run(
+        Window(**rec["before"]), Window(**rec["during"]), rec["rows_disturbed"],
+        rec["rows_total"], (rec["ceilings_start"], rec["ceilings_end"]),
+        (rec["gpu_start"], rec["gpu_end"]), rec["threads"],
+    )  # fmt: skip
+    assert verdict["disturbed"] is False, verdict["reasons"]
+
+
+def test_gpu_reasons_name_real_causes_only():
+    warm = _loaded()
+    assert contention.gpu_reasons(warm, warm) == []
+    capped = _loaded(throttle_reasons=0x4, sm_clock_mhz=1700)  # SW power cap under load
     assert contention.gpu_reasons(capped, capped) == []
+    idle = {"sm_clock_mhz": 345, "sm_clock_max_mhz": 1980, "throttle_reasons": 0x1}
+    assert contention.gpu_reasons(idle, warm) == []  # boosting from idle is no cause
+    hot = _loaded(throttle_reasons=0x40, sm_clock_mhz=1200)
+    reasons = contention.gpu_reasons(warm, hot)
+    assert any("HW thermal slowdown" in r for r in reasons)
+    assert any("fell 1980 -> 1200 MHz" in r for r in reasons)
+    for bit, name in gpu_probe.GPU_THROTTLE_BAD.items():
+        assert name in " ".join(contention.gpu_reasons(warm, _loaded(throttle_reasons=bit)))
+    slower = _loaded(sm_clock_mhz=1600)  # a clock drop under load, no reason given
+    assert any("fell 1980 -> 1600" in r for r in contention.gpu_reasons(warm, slower))
+    assert contention.gpu_reasons(warm, _loaded(sm_clock_mhz=1800)) == []  # within 15 %
+    shared = _loaded(foreign_processes=1, foreign_pids=[4242])
+    assert any("1 other process(es) on the GPU" in r and "4242" in r
+               for r in contention.gpu_reasons(shared, warm))  # fmt: skip
+
+
+def test_nvml_process_lists_count_neighbours_with_and_without_our_pid():
+    from bench.measure.env import foreign_processes
+
+    me = 100
+    assert foreign_processes([(me, 500)], me)["foreign"] == 0
+    both = foreign_processes([(me, 500), (7, 300)], me)
+    assert both["foreign"] == 1 and both["foreign_pids"] == [7]
+    assert both["foreign_memory_bytes"] == 300
+    # in a PID namespace our entry carries a host PID: the largest user is taken as ours
+    hidden = foreign_processes([(9001, 2**30), (9002, 2**20)], me)
+    assert hidden["foreign"] == 1 and hidden["foreign_pids"] == [9002]
+    assert foreign_processes([(9001, 2**30)], me)["foreign"] == 0
+    assert foreign_processes([], me)["foreign"] == 0
+
+
+def test_gpu_windows_with_a_neighbour_or_a_slow_probe_are_disturbed():
+    assert quiet(gpu_foreign=0, gpu_frac=0.98).reasons() == []
+    assert any("other process" in r for r in quiet(gpu_foreign=2).reasons())
+    assert any("gpu_frac 0.50" in r for r in quiet(gpu_frac=0.5).reasons())
+    probe = {"reference_gmacs_s": 25000.0, "windows": 20, "median_frac": 0.6,
+             "min_frac": 0.4, "windows_low": 15}  # fmt: skip
+    v = contention.judge_run(quiet(), quiet(), 0, 20, gpu_probe=probe)
+    assert v["disturbed"] and any("GPU matmul probe" in r for r in v["reasons"])
+    lone = probe | {"windows_low": 1, "median_frac": 0.99}  # one slow probe: not the run
+    assert contention.judge_run(quiet(), quiet(), 0, 20, gpu_probe=lone)["disturbed"] is False
 
 
 def _smoke(tmp_path, *extra):

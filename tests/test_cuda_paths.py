@@ -197,22 +197,28 @@ def test_a_cpu_side_profile_says_so_in_the_title_and_readme(tmp_path):
 
 
 class _FakeAllocator:
-    """The caching allocator's counters, as torch.cuda reports them (bytes)."""
+    """The caching allocator's counters, as torch.cuda reports them (bytes).
 
-    def __init__(self, allocated: int, cached: int):
+    ``slack``: free space inside segments that hold live blocks (the input's): what
+    ``empty_cache`` cannot give back, and what a small call is served from first.
+    """
+
+    def __init__(self, allocated: int, cached: int, slack: int = 0):
         self.allocated = allocated
-        self.reserved = allocated + cached  # blocks cached by earlier rows
+        self.slack = slack
+        self.reserved = allocated + slack + cached  # blocks cached by earlier rows
         self.peak_allocated = self.peak_reserved = 0
 
     def empty_cache(self):
-        self.reserved = self.allocated
+        self.reserved = self.allocated + self.slack
 
     def reset_peak_memory_stats(self, device=None):
         self.peak_allocated, self.peak_reserved = self.allocated, self.reserved
 
     def alloc(self, n: int):
         self.allocated += n
-        self.reserved = max(self.reserved, self.allocated)  # a cached block is reused first
+        # free space in existing segments (cached or slack) is reused first
+        self.reserved = max(self.reserved, self.allocated + self.slack)
         self.peak_allocated = max(self.peak_allocated, self.allocated)
         self.peak_reserved = max(self.peak_reserved, self.reserved)
 
@@ -242,6 +248,23 @@ def test_mem_reserved_is_the_calls_own_reserve_not_earlier_rows_cache(monkeypatc
     assert mem.mem_reserved_bytes == gb  # not 7 GB: the 6 GB cache was emptied first
     again = memory.peak_memory(step, "cuda")  # the first call's reserve is not inherited
     assert again.mem_reserved_bytes == gb
+
+
+def test_mem_reserved_covers_a_call_served_from_its_inputs_segment(monkeypatch):
+    # the H200's failure: a 4 MiB input lives in a 20 MiB segment, and the call's 8 MiB
+    # fit into its free 16 MiB: the reserve did not grow, yet the call needed it
+    mib = 2**20
+    fake = _FakeAllocator(allocated=4 * mib, cached=0, slack=16 * mib)
+
+    def step():
+        fake.alloc(8 * mib)
+        fake.allocated -= 8 * mib
+
+    fake.install(monkeypatch)
+    mem = memory.peak_memory(step, "cuda")
+    assert mem.peak_mem_bytes == 8 * mib
+    assert mem.mem_reserved_bytes >= mem.peak_mem_bytes  # segment growth read 0 here
+    assert mem.mem_reserved_bytes == 8 * mib + 16 * mib  # the working memory + the slack
 
 
 # ---------------------------------------------------------- 4. SIGTERM

@@ -14,12 +14,16 @@ cannot show:
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 from conftest import GROUPS, impl_id, random_input, randomize_
 
 import sepgconv
-from bench.measure import env, memory, timing
+from bench.measure import contention, env, gpu_probe, memory, timing
 from sepgconv import GConv2d, get_group
 
 CUDA = torch.cuda.is_available()
@@ -120,3 +124,48 @@ def test_env_names_the_gpu_and_nvml_its_clocks():
         assert e["driver"]
         state = env.gpu_state("cuda")
         assert state["sm_clock_mhz"] > 0 and "throttle_reasons" in state
+
+
+def test_a_quiet_gpu_run_is_not_disturbed_by_its_own_boost():
+    # the first H200 run was flagged for "GPU SM clock moved 345 -> 1980 MHz"
+    watch = contention.RunWatch("cuda", torch.get_num_threads(), settle_s=0.2)
+    assert watch.gpu_start.get("loaded") and watch.gpu_start["sm_clock_mhz"] > 0
+    windows = []
+    for _ in range(3):
+        start = contention.read_counters()
+        a = torch.randn(2048, 2048, device="cuda")
+        for _ in range(20):
+            a @ a
+        torch.cuda.synchronize()
+        windows.append(contention.close_window(start, 1, "cuda"))
+    verdict = watch.verdict([bool(w.reasons()) for w in windows], None)
+    gpu_only = [r for r in verdict["reasons"] if "GPU" in r or "gpu" in r]
+    assert gpu_only == [], verdict["reasons"]
+
+
+def test_a_second_process_running_matmuls_on_the_gpu_is_caught():
+    env.warm_gpu("cuda")
+    gpu_probe.probe("cuda").set_reference()
+    start = contention.read_counters()
+    assert contention.close_window(start, 1, "cuda").reasons() == []
+    code = (
+        "import sys, time, torch\n"
+        "a = torch.randn(8192, 8192, device='cuda'); a @ a; torch.cuda.synchronize()\n"
+        "print('busy', flush=True)\n"
+        "t = time.time()\n"
+        "while time.time() - t < 20:\n"
+        "    a @ a; torch.cuda.synchronize()\n"
+    )
+    neighbour = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert neighbour.stdout.readline().strip() == "busy"
+        time.sleep(0.5)
+        windows = []
+        for _ in range(3):
+            start = contention.read_counters()
+            torch.cuda.synchronize()
+            windows.append(contention.close_window(start, 1, "cuda"))
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert all(w.reasons() for w in windows), [w.as_dict() for w in windows]

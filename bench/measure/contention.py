@@ -29,7 +29,11 @@ window (``disturbed`` counts the bandwidth too); per run :func:`judge_run`
 compares everything with :data:`THRESHOLDS` and says *disturbed* with the
 reasons (console, ``env.json``, README banner, plot titles; ``--strict`` fails;
 ``bench compare`` refuses latency verdicts).
-On CUDA, NVML's clocks and throttle reasons before and after are compared too.
+On CUDA the GPU is warmed to its working clocks before the reference reading
+(:func:`bench.measure.env.warm_gpu`), each timing window records the other
+compute processes NVML lists on the GPU, and the run's verdict compares NVML
+readings taken under load at both ends (:func:`gpu_reasons`: bad throttle
+reasons, other processes, a clock drop under load; never the idle-to-boost jump).
 
 The thresholds were chosen from runs on this project's 2-core machine, quiet
 and loaded (README, "Contention"): a quiet machine shows foreign_cpu ≈ 0.0–0.1
@@ -44,7 +48,8 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 
-from . import bandwidth
+from . import bandwidth, gpu_probe
+from .gpu_probe import gpu_probe_summary, gpu_reasons  # noqa: F401 (re-exported)
 
 #: limits above which a window counts as disturbed (see the module doc)
 THRESHOLDS = {
@@ -55,6 +60,7 @@ THRESHOLDS = {
     "disturbed_rows": 0.10,  # share of a run's timing windows that were disturbed
     "ceiling_change": 0.35,  # matmul / copy ceiling, end vs start of the run
     "bandwidth_drop": 0.25,  # a window's copy bandwidth below 75 % of the run's start
+    "gpu_drop": gpu_probe.GPU_DROP,  # CUDA: a window's matmul probe under 75 % of the warm start
 }
 #: /proc/stat and os.times count in clock ticks: each reading of the machine's busy
 #: time can be off by a tick per CPU and our own by one tick, so a window's foreign
@@ -138,6 +144,8 @@ class Window:
     psi_some: float | None  # share of the window in which some task waited for a CPU
     steal_frac: float | None  # stolen / all CPU time
     bandwidth_frac: float | None = None  # CPU: copy bandwidth after it / at the run's start
+    gpu_foreign: int | None = None  # CUDA: other compute processes NVML lists on the GPU
+    gpu_frac: float | None = None  # CUDA: matmul probe after it / at the run's warm start
 
     def reasons(self, threads: int = 1) -> list[str]:
         """What in this window exceeds :data:`THRESHOLDS` (empty: quiet). The foreign
@@ -155,6 +163,11 @@ class Window:
         floor = 1 - THRESHOLDS["bandwidth_drop"]
         if self.bandwidth_frac is not None and self.bandwidth_frac < floor:
             out.append(f"bandwidth_frac {self.bandwidth_frac:.2f} < {floor:g}")
+        if self.gpu_foreign:
+            out.append(f"{self.gpu_foreign} other process(es) on the GPU")
+        gpu_floor = 1 - THRESHOLDS["gpu_drop"]
+        if self.gpu_frac is not None and self.gpu_frac < gpu_floor:
+            out.append(f"gpu_frac {self.gpu_frac:.2f} < {gpu_floor:g}")
         return out
 
     def as_dict(self) -> dict:
@@ -193,10 +206,18 @@ def bandwidth_summary(probe: bandwidth.BandwidthProbe) -> dict | None:
 
 
 def close_window(start: Counters, threads: int, device) -> Window:
-    """The window from ``start`` to now; on the CPU with its ``bandwidth_frac``."""
+    """The window from ``start`` to now; on the CPU with its ``bandwidth_frac``, on
+    CUDA with the other compute processes NVML lists on the GPU (``gpu_foreign``)."""
     w = window(start, read_counters(), threads)
     if str(device).startswith("cpu"):
         w = replace(w, bandwidth_frac=bandwidth.probe().frac())
+    elif str(device).startswith("cuda"):
+        from . import env
+
+        procs = env.gpu_processes(device)
+        w = replace(w, gpu_frac=gpu_probe.probe(device).frac())
+        if procs:
+            w = replace(w, gpu_foreign=procs["foreign"])
     return w
 
 
@@ -216,6 +237,7 @@ def judge_run(
     gpu: tuple[dict, dict] | None = None,
     threads: int = 1,
     probe_summary: dict | None = None,
+    gpu_probe: dict | None = None,
 ) -> dict:
     """The run's verdict: ``{"disturbed": bool, "reasons": [...], ...}`` for env.json.
 
@@ -232,6 +254,7 @@ def judge_run(
         probe_summary: the CPU bandwidth probe's :func:`bandwidth_summary`; its low
             windows are judged by the windows' share rule (a lone slow probe is
             not a run's fault), and the reason names the cause.
+        gpu_probe: the GPU matmul probe's :func:`gpu_probe_summary`, judged alike.
     """
     reasons = [f"before the run: {r}" for r in before.reasons(threads)]
     share = rows_disturbed / rows_total if rows_total else 0.0
@@ -256,6 +279,13 @@ def judge_run(
             f"start in {low} of {probe_summary['windows']} windows "
             f"(lowest {probe_summary['min_frac']:.0%})"
         )
+    low = gpu_probe and gpu_probe["windows_low"]
+    if low and low > THRESHOLDS["disturbed_rows"] * gpu_probe["windows"]:
+        reasons.append(
+            f"GPU matmul probe under {1 - THRESHOLDS['gpu_drop']:.0%} of the run's warm "
+            f"start in {low} of {gpu_probe['windows']} windows "
+            f"(lowest {gpu_probe['min_frac']:.0%}): another process shares the GPU?"
+        )
     return {
         "disturbed": bool(reasons),
         "reasons": reasons,
@@ -266,36 +296,10 @@ def judge_run(
         "ceilings_end": None if ceilings is None else ceilings[1],
         "gpu_end": None if gpu is None else gpu[1],
         "bandwidth": probe_summary,
+        "gpu_probe": gpu_probe,
+        "gpu_start": None if gpu is None else gpu[0],
         "thresholds": dict(THRESHOLDS),
     }
-
-
-#: NVML throttle reasons that mean the clocks were held down by something
-#: other than idleness or the application clock setting (nvmlClocksThrottleReason*)
-GPU_THROTTLE_BAD = {  # (0x1 idle, 0x2 application clocks, 0x4 SW power cap: normal under load)
-    0x8: "HW slowdown",
-    0x20: "SW thermal slowdown",
-    0x40: "HW thermal slowdown",
-    0x80: "HW power brake slowdown",
-}
-
-
-def gpu_reasons(start: dict, end: dict) -> list[str]:
-    """Reasons from NVML readings at the start and the end of a run (empty: fine)."""
-    out = []
-    for when, state in (("start", start), ("end", end)):
-        mask = state.get("throttle_reasons")
-        if mask:
-            names = [n for bit, n in GPU_THROTTLE_BAD.items() if mask & bit]
-            if names:
-                out.append(f"GPU throttled at the {when}: {', '.join(names)}")
-    a, b = start.get("sm_clock_mhz"), end.get("sm_clock_mhz")
-    top = end.get("sm_clock_max_mhz")
-    if b and top and b < 0.85 * top and (end.get("throttle_reasons") or 0) & ~0x1:
-        out.append(f"GPU SM clock {b} MHz at the end, {top} MHz max")
-    if a and b and abs(b / a - 1) > THRESHOLDS["ceiling_change"]:
-        out.append(f"GPU SM clock moved {a} -> {b} MHz")
-    return out
 
 
 def banner(contention: dict | None) -> str | None:
@@ -322,7 +326,11 @@ class RunWatch:
 
         self.device, self.threads = device, threads
         self.before = settle(settle_s, threads)
-        self.gpu_start = env.gpu_state(device) if device.startswith("cuda") else None
+        # CUDA: warmed to its working clocks first, so the references are loaded readings
+        self.gpu_start = None
+        if device.startswith("cuda"):
+            self.gpu_start = env.warm_gpu(device)
+            gpu_probe.probe(device).set_reference()
         if device.startswith("cpu"):  # the bandwidth reference, at the quiet start
             bandwidth.probe().set_reference()
         self.start = read_counters()
@@ -343,9 +351,12 @@ class RunWatch:
             ceilings = (ceilings_start, env.roofline(self.device))
         gpu = None
         if self.gpu_start is not None:
-            gpu = (self.gpu_start, env.gpu_state(self.device))
+            gpu = (self.gpu_start, env.gpu_loaded_state(self.device))
         probed = bandwidth_summary(bandwidth.probe()) if self.device.startswith("cpu") else None
+        gpu_probed = None
+        if self.device.startswith("cuda"):
+            gpu_probed = gpu_probe_summary(gpu_probe.probe(self.device))
         return judge_run(
             self.before, during, sum(windows_disturbed), len(windows_disturbed),
-            ceilings, gpu, self.threads, probed,
+            ceilings, gpu, self.threads, probed, gpu_probed,
         )  # fmt: skip

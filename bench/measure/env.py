@@ -158,6 +158,93 @@ def gpu_state(device: torch.device | str) -> dict:
     return state
 
 
+def gpu_processes(device: torch.device | str) -> dict:
+    """Compute processes NVML lists on the GPU, and how many are not this one.
+
+    ``{"listed": N, "foreign": M, "foreign_pids": [...], "foreign_memory_bytes": B}``
+    ({} without NVML). Inside a PID namespace NVML lists host PIDs, so this
+    process's own PID may be missing from the list; it is then taken to be one of
+    the listed entries (a process holding a CUDA context is always listed), so
+    ``foreign = listed - 1``. A neighbour that NVML does not list at all (no
+    permission, or MIG) is invisible here; the clock-under-load check of
+    :func:`bench.measure.contention.gpu_reasons` still sees its effect.
+    """
+    nv, handle = _nvml(), _nvml_handle(torch.device(device))
+    if handle is None:
+        return {}
+    try:
+        procs = list(nv.nvmlDeviceGetComputeRunningProcesses(handle))
+    except Exception:  # noqa: BLE001 - not supported / no permission: unknown
+        return {}
+    return foreign_processes([(int(p.pid), p.usedGpuMemory) for p in procs], os.getpid())
+
+
+def foreign_processes(procs: list[tuple[int, int | None]], me: int) -> dict:
+    """The :func:`gpu_processes` summary of NVML's ``(pid, used bytes)`` list."""
+    pids = [pid for pid, _ in procs]
+    if me in pids:
+        others = [(pid, used) for pid, used in procs if pid != me]
+    else:  # our own entry under a host PID: assume it is the one using the most memory
+        others = sorted(procs, key=lambda p: p[1] or 0)[:-1] if procs else []
+    return {
+        "listed": len(procs),
+        "foreign": len(others),
+        "foreign_pids": sorted(pid for pid, _ in others),
+        "foreign_memory_bytes": int(sum(used or 0 for _, used in others)),
+    }
+
+
+def gpu_loaded_state(device: torch.device | str, seconds: float = 0.25) -> dict:
+    """:func:`gpu_state` read while the GPU runs matmuls (its clocks under load).
+
+    Matmuls worth about ``seconds`` are queued, NVML is read while they run, then
+    the device is synchronised. Idle GPUs sit at low clocks and boost when work
+    arrives: only a reading under load says what clocks the timed work gets.
+    The result carries ``"loaded": True`` and :func:`gpu_processes`' ``foreign``.
+    """
+    dev = torch.device(device)
+    state = gpu_state(dev)
+    if not state:
+        return {}
+    a = torch.randn(2048, 2048, device=dev)
+    torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    for _ in range(4):
+        a @ a
+    torch.cuda.synchronize(dev)
+    one = max((time.perf_counter() - t0) / 4, 1e-6)
+    for _ in range(max(1, min(int(seconds / one), 20000))):
+        a @ a  # queued: the GPU is busy for about `seconds` from here
+    time.sleep(min(seconds / 2, 0.5))
+    state = gpu_state(dev) | {"loaded": True}
+    torch.cuda.synchronize(dev)
+    procs = gpu_processes(dev)
+    if procs:
+        state["foreign_processes"] = procs["foreign"]
+        state["foreign_pids"] = procs["foreign_pids"]
+    return state
+
+
+def warm_gpu(device: torch.device | str, max_s: float = 4.0) -> dict:
+    """Bring the GPU to its working clocks; the last :func:`gpu_loaded_state`.
+
+    Loaded readings are repeated until the SM clock under load is steady (two
+    readings within 2 %) or ``max_s`` passed: the reference a run's end is
+    compared with (DESIGN §4: a GPU that boosts from idle is not disturbed).
+    """
+    t0 = time.perf_counter()
+    state = gpu_loaded_state(device)
+    while state and time.perf_counter() - t0 < max_s:
+        nxt = gpu_loaded_state(device)
+        a, b = state.get("sm_clock_mhz"), nxt.get("sm_clock_mhz")
+        state = nxt
+        if a and b and abs(b / a - 1) <= 0.02:
+            break
+    if state:
+        state["warm_s"] = round(time.perf_counter() - t0, 2)
+    return state
+
+
 # ---------------------------------------------------------------------- #
 # environment + roofline
 # ---------------------------------------------------------------------- #

@@ -71,19 +71,30 @@ class Memory:
     """Memory of one call. Bytes; None when not available on the device."""
 
     peak_mem_bytes: int | None = None  # working memory of the call
-    mem_reserved_bytes: int | None = None  # CUDA: max_memory_reserved - reserved before
+    mem_reserved_bytes: int | None = None  # CUDA: reserved peak - allocated before (see below)
     nvml_used_bytes: int | None = None  # CUDA: NVML device memory used
 
 
 def peak_memory(step: Callable[[], object], device: torch.device | str) -> Memory:
     """Working memory of one call of ``step`` (call it once before, to warm up).
 
-    CUDA: ``max_memory_allocated()`` after ``reset_peak_memory_stats()``, minus
-    ``memory_allocated()`` before the call; ``max_memory_reserved()`` minus
-    ``memory_reserved()`` before the call, after ``empty_cache()``: what the call
-    made the allocator reserve, not the cache earlier rows left behind (a
-    ``g/rearranged`` row's multi-GB reserve would otherwise pass to every row after
-    it); and NVML's device-used figure (None without NVML). CPU: :func:`cpu_peak_bytes`.
+    CUDA, with the allocator's cache emptied first (``empty_cache()``: blocks that
+    earlier rows left cached are not this call's):
+
+    * ``peak_mem_bytes``: ``max_memory_allocated()`` after ``reset_peak_memory_stats()``,
+      minus ``memory_allocated()`` before the call: the bytes the call itself held at
+      its peak (its working memory).
+    * ``mem_reserved_bytes``: ``max_memory_reserved()`` during the call minus the
+      bytes *allocated* before it: the reserve the allocator needed to run the call
+      over what was live before it. It is at least ``peak_mem_bytes`` by
+      construction (reserved >= allocated at every instant); the excess is the
+      allocator's rounding and fragmentation, the free space of the segments that
+      hold the earlier tensors included. (Segment *growth* during the call, the
+      previous definition, read 0 whenever the call fit into the free space of a
+      segment holding its input: 0 on half the rows of the first H200 run.)
+    * ``nvml_used_bytes``: NVML's device-used figure (None without NVML).
+
+    CPU: :func:`cpu_peak_bytes`; the CUDA-only fields are None.
     """
     device = torch.device(device)
     if device.type != "cuda":
@@ -95,13 +106,12 @@ def peak_memory(step: Callable[[], object], device: torch.device | str) -> Memor
     torch.cuda.empty_cache()  # earlier calls' cached blocks: not this call's reserve
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
-    reserved_before = torch.cuda.memory_reserved(device)
     result = step()
     torch.cuda.synchronize(device)
     del result
     return Memory(
         peak_mem_bytes=int(torch.cuda.max_memory_allocated(device) - before),
-        mem_reserved_bytes=int(torch.cuda.max_memory_reserved(device) - reserved_before),
+        mem_reserved_bytes=int(torch.cuda.max_memory_reserved(device) - before),
         nvml_used_bytes=env.nvml_used_bytes(device),
     )
 
