@@ -380,3 +380,75 @@ def test_time_interleaved_keeps_the_round_of_every_sample():
         assert len(s.rounds) == s.n and s.rounds == sorted(set(s.rounds))  # one sample a round
     shared = set(out["a"].rounds) & set(out["b"].rounds)
     assert len(shared) >= t.min_samples  # enough paired rounds for an in-run ratio
+
+
+def test_a_row_far_behind_the_reference_gets_a_stated_few_samples(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(timing, "time", clock)
+    calls = {"ref": 0, "slow": 0, "near": 0}
+
+    def costs(name, ns):
+        def step():
+            calls[name] += 1
+            clock.ns += ns
+
+        return step
+
+    steps = {"ref": costs("ref", 1_000_000), "slow": costs("slow", 300_000_000),
+             "near": costs("near", 15_000_000)}  # fmt: skip
+    t = Timing(budget_s=0.1, block_s=0.005, min_samples=10, max_samples=100, warmup_s=0.01)
+    out = timing.time_interleaved(steps, "cpu", t, reference="ref")
+    assert out["slow"].n == timing.SLOW_SAMPLES  # 300x the reference's call: 3 samples ...
+    assert "300x the reference" in out["slow"].reduced  # ... and the row says so
+    # warm-up: one untimed call and one timed call (0.3 s > 10x warmup_s), then 3 samples
+    assert calls["slow"] == 2 + timing.SLOW_SAMPLES
+    assert out["near"].reduced is None and out["near"].n >= t.min_samples  # 15x: not slow
+    assert out["ref"].reduced is None and out["ref"].n >= t.min_samples
+    # without a reference nothing is reduced
+    again = timing.time_interleaved(steps, "cpu", t)
+    assert again["slow"].reduced is None and again["slow"].n == t.min_samples
+
+
+def test_auto_chooses_after_the_implementations_it_times_are_warm(monkeypatch):
+    order = []
+    real = driver.first_call_s
+
+    def noted(step, device):
+        order.append(step)
+        return real(step, device)
+
+    monkeypatch.setattr(driver, "first_call_s", noted)
+    made = {}
+    real_step = driver.step_for
+
+    def step_for(subj, x, shape, pass_):
+        step = real_step(subj, x, shape, pass_)
+        made[step] = subj.impl
+        return step
+
+    monkeypatch.setattr(driver, "step_for", step_for)
+    shape = Shape("p4", "group", 4, 4, 3, 8, 8, 1)
+    impls = [shapes.Impl("gc", "auto"), shapes.Impl("gc", "rearranged"), shapes.REFERENCE]
+    t = Timing(budget_s=0.002, block_s=0.0005, min_samples=3, max_samples=3, warmup_s=0.0)
+    rows = [r for g in driver.measure_shape(shape, impls, ("fwd",), t) for r in g]
+    assert [r.impl for r in rows] == ["auto", "rearranged", "naive"]  # rows keep their order
+    assert [made[s] for s in order] == ["rearranged", "naive", "auto"]  # auto warms last
+
+
+def test_an_auto_training_row_that_chose_differently_is_counted_on_its_choice(monkeypatch):
+    from bench.pipeline import rows as rowfill
+    from sepgconv import autotune
+
+    shape = Shape("p4", "group", 4, 4, 3, 8, 8, 1)
+    im = shapes.Impl("gc", "auto")
+    subj = subjects.build(shape, im, {})
+    x = subject.random_input(shape)
+    r = rowfill.base_result(shape, im, "fwdbwd")
+    naive = sepgconv.get_implementation("gc", "naive").macs(shape.layer_shape())
+    r.macs_formula, r.macs_measured, r.macs_match = naive, naive, True  # the inference count
+    chosen = autotune.Choice("rearranged", "contiguous")
+    monkeypatch.setattr(subj.module, "choice", lambda inp: chosen)
+    rowfill.note_choice(r, subj, x, shape, "fwdbwd")
+    rearranged = sepgconv.get_implementation("gc", "rearranged").macs(shape.layer_shape())
+    assert r.auto_choice == "rearranged" and r.macs_formula == rearranged != naive
+    assert r.macs_measured == rearranged and r.macs_match is True  # not left empty

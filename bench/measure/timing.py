@@ -27,6 +27,12 @@ import numpy as np
 import torch
 
 NOISE_LIMIT = 0.10  # IQR / median above this: noisy
+#: a callable whose warm-up estimate is this many times the reference's (full/naive
+#: of the same shape) and whose planned samples would take over SLOW_FLOOR_S gets
+#: only SLOW_SAMPLES samples, stated in ``Samples.reduced`` (never dropped silently)
+SLOW_FACTOR = 20.0
+SLOW_SAMPLES = 3
+SLOW_FLOOR_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,7 @@ class Samples:
     per_call_s: list[float]
     iterations: int
     rounds: list[int] = field(default_factory=list)
+    reduced: str | None = None  # why this callable got fewer samples than the budget's
 
     @property
     def n(self) -> int:
@@ -174,12 +181,15 @@ def _l2_flusher(device: torch.device) -> Callable[[], None]:
 
 
 def _warm_up(step: Callable, device: torch.device, timing: Timing) -> float:
-    """One untimed call, then timed calls (``warmup_calls``, ``warmup_s``); the fastest."""
+    """One untimed call, then timed calls (``warmup_calls``, ``warmup_s``); the fastest.
+
+    A slow callable stops after one timed call once its calls took 10× ``warmup_s``:
+    a 300 ms call needs no three warm-up calls to be warm."""
     step()
     times: list[float] = []
     while len(times) < max(1, timing.warmup_calls) or sum(times) < timing.warmup_s:
         times.append(_call_s(step, device))
-        if len(times) >= 1000:
+        if len(times) >= 1000 or sum(times) >= 10 * max(timing.warmup_s, 1e-3):
             break
     return max(min(times), 1e-9)
 
@@ -189,6 +199,7 @@ def time_interleaved(
     device: torch.device | str,
     timing: Timing,
     flush_l2: bool = False,
+    reference: Hashable | None = None,
 ) -> dict[Hashable, Samples | BaseException]:
     """Latency samples of several callables, interleaved.
 
@@ -208,6 +219,12 @@ def time_interleaved(
     size; every sample stays a per-call time), and a callable stops sampling
     once it has ``min_samples`` and has spent 3× ``budget_s``.
 
+    A callable far behind ``reference`` (the key of full/naive, when given): when
+    its estimate is :data:`SLOW_FACTOR` × the reference's or more and its planned
+    samples would take over :data:`SLOW_FLOOR_S`, it gets :data:`SLOW_SAMPLES`
+    samples, and ``Samples.reduced`` says so (the row's ``sampling`` column): a
+    g/rearranged call of 333 ms next to a 3 ms reference costs seconds per sample.
+
     Returns:
         ``{key: Samples}``; a callable that raised maps to its exception, kept
         without its frames (:func:`without_frames`; the others go on).
@@ -217,6 +234,7 @@ def time_interleaved(
     cuda = device.type == "cuda"
     plan: dict[Hashable, int] = {}  # key -> samples wanted
     spent: dict[Hashable, float] = {}  # key -> seconds of timed calls so far
+    estimate: dict[Hashable, float] = {}  # key -> per-call estimate from the warm-up
     out: dict[Hashable, Samples | BaseException] = {}
     for key, step in steps.items():
         try:
@@ -229,8 +247,18 @@ def time_interleaved(
         plan[key] = int(min(max(n, timing.min_samples), timing.max_samples))
         out[key] = Samples([], iters)
         spent[key] = 0.0
+        estimate[key] = t
     if not plan:
         return out
+    ref_t = estimate.get(reference)
+    for key, t in estimate.items():
+        slow = ref_t is not None and key != reference and t >= SLOW_FACTOR * ref_t
+        if slow and plan[key] > SLOW_SAMPLES and plan[key] * t > SLOW_FLOOR_S:
+            plan[key] = SLOW_SAMPLES
+            out[key].reduced = (
+                f"{SLOW_SAMPLES} samples: {t / ref_t:.0f}x the reference's call "
+                f"({t * 1e3:.3g} ms vs {ref_t * 1e3:.3g} ms)"
+            )
     flush = _l2_flusher(device) if cuda and flush_l2 else None
     keys = list(plan)
     rounds = max(plan.values())
@@ -239,7 +267,7 @@ def time_interleaved(
         s, n = out[key], plan[key]
         if not isinstance(s, Samples) or (r * n) // rounds == ((r + 1) * n) // rounds:
             return False  # failed, or not its turn: n samples spread over the rounds
-        return s.n < timing.min_samples or spent[key] < 3 * timing.budget_s
+        return s.n < min(timing.min_samples, n) or spent[key] < 3 * timing.budget_s
 
     gc_was = gc.isenabled()
     gc.disable()

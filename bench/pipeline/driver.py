@@ -12,11 +12,13 @@ Order for one shape (DESIGN §4, STYLE "accuracy before timing"):
    output against the reference (:mod:`bench.sweep.subjects`) → ``mismatch`` rows
    are not timed; an exception → ``error`` (``oom`` when out of memory).
 3. MACs by formula and by fvcore, parameters by formula and from the module.
-4. Per pass: warm-up (a compiled module compiles, ``impl="auto"`` chooses:
-   both timed apart, ``compile_s`` / ``tuning_s``), peak memory of one call,
-   then all implementations — every memory format, eager and compiled —
+4. Per pass: warm-up (a compiled module compiles, Triton kernels compile and
+   autotune, ``impl="auto"`` chooses — last, once the implementations it times
+   are warm: all timed apart, ``compile_s`` / ``tuning_s``), peak memory of one
+   call, then all implementations — every memory format, eager and compiled —
    timed together by :func:`bench.measure.timing.time_interleaved`, so their
-   per-round ratios are paired; derived columns.
+   per-round ratios are paired (a row far behind full/naive gets a stated few
+   samples: ``sampling``); derived columns.
 
 Rows are filled by the helpers of :mod:`bench.pipeline.rows`.
 """
@@ -104,10 +106,13 @@ def measure_shape(
     built, failed, mismatched, compile_s = _build_and_check(shape, impls, passes, skip, x)
     counts = {im: macs_of(s, x, shape, mac_cache, im) for im, s in built.items()}
     for pass_ in passes:
-        rows: dict[Impl, Result] = {}
+        rows: dict[Impl, Result] = {im: base_result(shape, im, pass_) for im in impls}
         steps: dict[Impl, Callable] = {}
-        for im in impls:
-            r = rows[im] = base_result(shape, im, pass_)
+        firsts: dict[Impl, float] = {}
+        # auto last: the implementations it times are then compiled (Triton) and warm,
+        # so its tuning_s is choosing, and the fused rows' first calls hold the compiling
+        for im in sorted(impls, key=lambda im: im.impl == "auto"):
+            r = rows[im]
             r.mem_estimate_bytes = memory_estimate_bytes(shape, im.variant, im.impl, pass_)
             subj = built.get(im) or mismatched.get(im)
             if subj is not None:
@@ -120,6 +125,7 @@ def measure_shape(
                 try:
                     step = step_for(subj, x, shape, pass_)
                     first = first_call_s(step, device)  # warm-up: compiles, or auto chooses
+                    firsts[im] = first
                     if im.compiled:
                         r.compile_s = first if pass_ == "fwdbwd" else compile_s[im]
                     if is_auto(subj):
@@ -133,7 +139,7 @@ def measure_shape(
                 r.nvml_used_bytes = mem.nvml_used_bytes
                 steps[im] = step
         start = contention.read_counters()
-        timed = time_interleaved(steps, device, timing, flush_l2)
+        timed = time_interleaved(steps, device, timing, flush_l2, reference=REFERENCE)
         watched = contention.close_window(start, torch.get_num_threads(), device)
         for key, samples in timed.items():
             if isinstance(samples, BaseException):
@@ -141,6 +147,8 @@ def measure_shape(
             else:
                 rows[key].set_samples(samples)
                 rows[key].set_window(watched)  # the machine while this shape was timed
+                if key.impl == "fused" and not key.compiled:  # Triton compiles at first use
+                    rows[key].compile_s = max(firsts[key] - samples.median_s, 0.0)
         del steps
         ref = rows.get(REFERENCE)
         ref_ms = ref.latency_ms_median if ref is not None and ref.status == "ok" else None

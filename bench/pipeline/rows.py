@@ -131,7 +131,8 @@ def note_choice(r: Result, subj: Subject, x: torch.Tensor, shape: Shape, pass_: 
     """What an ``impl="auto"`` row ran: its choice for this pass (made during the
     warm-up), the tuning time, and the MACs and intermediates of the chosen
     implementation. fvcore counted the inference choice: a training row that chose
-    differently keeps no fvcore count."""
+    differently is counted again on the implementation it chose (its ``macs_match``
+    was empty on the first H200 run)."""
     layer = layer_of(subj)
     grad = torch.enable_grad() if pass_ == "fwdbwd" else torch.no_grad()
     with grad:
@@ -141,8 +142,15 @@ def note_choice(r: Result, subj: Subject, x: torch.Tensor, shape: Shape, pass_: 
     r.tuning_s = choice.tuning_s
     ls = layer.layer_shape(shape.h, shape.w, shape.batch)
     formula = cls.macs(ls)
-    if formula != r.macs_formula:  # the training choice differs from the inference one
-        r.macs_measured, r.macs_match, r.macs_unsupported = None, None, ""
+    if formula != r.macs_formula:  # the training choice differs from the inference one:
+        # count what this pass runs (the chosen implementation, sharing the parameters)
+        delegate = layer._delegate(choice.impl, choice.memory_format)
+        try:
+            r.macs_measured, r.macs_unsupported = macs.count_macs(delegate, subj.to_input(x))
+            r.macs_match = r.macs_measured == formula
+        except Exception as e:  # noqa: BLE001 - an uncountable module is flagged, not fatal
+            r.macs_measured, r.macs_match = None, None
+            r.macs_unsupported = f"fvcore failed: {describe(e)}"[:200]
     r.macs_formula = formula
     inter = {k: n * shape.itemsize for k, n in cls.intermediate_elements(ls).items()}
     _set_intermediates(r, inter, shape, r.params_formula or 0)

@@ -46,7 +46,7 @@ EXTRA_INFO_KEYS = (
     "macs_formula", "macs_measured", "macs_match", "params_formula", "params_measured",
     "peak_mem_bytes", "mem_reserved_bytes", "nvml_used_bytes", "intermediate_filter_bytes",
     "intermediate_activation_bytes", "bytes_moved_formula", "gmacs_per_s", "speedup_vs_full",
-    "theoretical_speedup", "efficiency", "noisy", "auto_choice",
+    "theoretical_speedup", "efficiency", "noisy", "auto_choice", "compile_s", "sampling",
 )  # fmt: skip
 
 

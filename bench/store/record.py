@@ -31,8 +31,10 @@ from ..sweep.shapes import PARAM_KEYS
 #: 3: both end with the contention columns foreign_cpu, wait_frac, disturbed;
 #: 4: results.csv gains memory_format and compiled among its keys, and
 #: auto_choice, tuning_s, compile_s before the contention columns;
-#: 5: model rows gain nvml_used_bytes after mem_reserved_bytes)
-SCHEMA_VERSION = 5
+#: 5: model rows gain nvml_used_bytes after mem_reserved_bytes;
+#: 6: results.csv gains ``sampling`` after compile_s: a stated reduction of the
+#: samples of a row far slower than the reference)
+SCHEMA_VERSION = 6
 STATUSES = ("ok", "mismatch", "error", "skipped", "oom")
 MODEL_KEYS = ("model", "label", "table", "width", "impl", "pass", "batch", "device", "dtype")
 _LATENCY = (
@@ -48,7 +50,8 @@ COLUMNS = {
         "mem_reserved_bytes", "nvml_used_bytes", "intermediate_filter_bytes",
         "intermediate_activation_bytes", "mem_estimate_bytes", "bytes_moved_formula",
         "arithmetic_intensity", "gmacs_per_s", "speedup_vs_full", "theoretical_speedup",
-        "efficiency", "g_in", "g_out", "auto_choice", "tuning_s", "compile_s", *_CONTENTION,
+        "efficiency", "g_in", "g_out", "auto_choice", "tuning_s", "compile_s", "sampling",
+        *_CONTENTION,
     ),
     "model": (
         *MODEL_KEYS, "status", "error", *_LATENCY, "speedup_vs_naive", "params_measured",
@@ -149,6 +152,8 @@ class Result:
     auto_choice: str | None = None  # impl="auto": the implementation (and " cl") it chose
     tuning_s: float | None = None  # impl="auto": seconds its choice took (not in the latency)
     compile_s: float | None = None  # compiled rows: the first call, compiling (not in the latency)
+    # (fused rows: the first call's excess over the median: Triton compiling and autotuning)
+    sampling: str | None = None  # a stated reduction of the samples (a row far behind the ref.)
     # the machine during this row's timing window (bench.measure.contention)
     foreign_cpu: float | None = None  # cores' worth of CPU used by other processes
     wait_frac: float | None = None  # share of the window our threads waited for a CPU
@@ -181,6 +186,7 @@ class Result:
         self.sample_rounds = list(samples.rounds)
         self.latency_ms_min = min(samples.per_call_s) * 1e3
         self.iterations_per_sample = samples.iterations
+        self.sampling = samples.reduced
 
     def set_window(self, w) -> None:
         """The contention columns from a :class:`bench.measure.contention.Window`."""
