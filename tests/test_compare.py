@@ -656,3 +656,20 @@ def test_a_different_memory_bandwidth_at_the_start_withholds_latency_verdicts(
         assert r.exit_code == 1  # the planted 1.5x is judged
     if new_gb_s is None:
         assert "CPU memory bandwidth not recorded in NEW" in r.comparability.unknown
+
+
+def test_the_first_night_on_a_device_records_its_baseline_and_the_next_is_judged(
+    tmp_path, inproc
+):
+    base = tmp_path / "history" / "baselines" / "nvidia-h200.json"
+    first = write(tmp_path, "first.json", make_doc(1))
+    assert inproc(base, first).returncode == 2  # without --bootstrap: unusable, as before
+    res = inproc(base, first, "--bootstrap")
+    assert res.returncode == 0 and "recorded this run" in res.stderr
+    assert "Baseline recorded" in res.stdout
+    assert json.loads(base.read_text()) == json.loads(first.read_text())
+    slower = write(tmp_path, "second.json", make_doc(2, one(TARGET, 1.3)))
+    assert inproc(base, slower, "--bootstrap").returncode == 1  # judged against it now
+    assert json.loads(base.read_text()) == json.loads(first.read_text())  # not replaced
+    missing = inproc(tmp_path / "none.json", tmp_path / "absent.json", "--bootstrap")
+    assert missing.returncode == 2 and "no benchmark.json" in missing.stderr

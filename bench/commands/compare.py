@@ -8,8 +8,10 @@ change, 2 unusable input (one line on stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import traceback
+from pathlib import Path
 
 from ..judge import compare as judge_compare
 from ..judge.compare import RULES, compare_runs
@@ -53,13 +55,47 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="what the reference's own ratio is to (default dense/torch; 'none': no ratio)",
     )  # fmt: skip
     parser.add_argument(
+        "--bootstrap", action="store_true",
+        help="when BASE does not exist yet, record NEW as BASE, say so and exit 0 (the "
+        "first night on a device: there is nothing to compare with)",
+    )  # fmt: skip
+    parser.add_argument(
         "--force", action="store_true",
         help="give latency verdicts even when the runs are not comparable (other CPU/GPU "
         "model, torch, threads, or a disturbed run)",
     )  # fmt: skip
 
 
+def bootstrap(base: str, new: str) -> str | None:
+    """Record ``new`` (a benchmark.json or its folder) as the baseline ``base`` when
+    ``base`` does not exist; the message, or None when there is a baseline already."""
+    base_path, new_path = Path(base), Path(new)
+    if base_path.exists():
+        return None
+    if new_path.is_dir():
+        new_path = new_path / "benchmark.json"
+    if not new_path.is_file():
+        raise InputError(f"{new}: no benchmark.json to record as the baseline")
+    target = base_path / "benchmark.json" if not base_path.suffix else base_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(new_path, target)
+    return (
+        f"no baseline at {base}: recorded this run ({new_path}) as the baseline; "
+        f"no verdict tonight, the next run is judged against it"
+    )
+
+
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "bootstrap", False):
+        try:
+            recorded = bootstrap(args.base, args.new)
+        except InputError as e:
+            print(f"bench compare: error: {e}", file=sys.stderr)
+            return 2
+        if recorded is not None:
+            print(f"bench compare: {recorded}", file=sys.stderr)
+            sys.stdout.write(f"**Baseline recorded.** {recorded}\n")
+            return 0
     try:
         base, new = load_run(args.base), load_run(args.new)
         report = compare_runs(

@@ -32,8 +32,9 @@ from ..sweep.shapes import PARAM_KEYS
 #: 4: results.csv gains memory_format and compiled among its keys, and
 #: auto_choice, tuning_s, compile_s before the contention columns;
 #: 5: model rows gain nvml_used_bytes after mem_reserved_bytes;
-#: 6: results.csv gains ``sampling`` after compile_s: a stated reduction of the
-#: samples of a row far slower than the reference)
+#: 6: results.csv gains ``sampling`` after compile_s, models.csv after
+#: max_rel_diff_vs_naive: a stated reduction of the samples of a row far slower
+#: than the reference)
 SCHEMA_VERSION = 6
 STATUSES = ("ok", "mismatch", "error", "skipped", "oom")
 MODEL_KEYS = ("model", "label", "table", "width", "impl", "pass", "batch", "device", "dtype")
@@ -57,7 +58,7 @@ COLUMNS = {
         *MODEL_KEYS, "status", "error", *_LATENCY, "speedup_vs_naive", "params_measured",
         "macs", "macs_executed", "peak_mem_bytes", "peak_mem_mb", "peak_mem_with_weights_mb",
         "mem_reserved_bytes", "nvml_used_bytes", "paper_peak_mem_mb", "max_rel_diff_vs_naive",
-        *_CONTENTION,
+        "sampling", *_CONTENTION,
     ),
 }  # fmt: skip
 KEYS = {"layer": PARAM_KEYS, "model": MODEL_KEYS}
