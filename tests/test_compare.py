@@ -658,9 +658,7 @@ def test_a_different_memory_bandwidth_at_the_start_withholds_latency_verdicts(
         assert "CPU memory bandwidth not recorded in NEW" in r.comparability.unknown
 
 
-def test_the_first_night_on_a_device_records_its_baseline_and_the_next_is_judged(
-    tmp_path, inproc
-):
+def test_the_first_night_on_a_device_records_its_baseline_and_the_next_is_judged(tmp_path, inproc):
     base = tmp_path / "history" / "baselines" / "nvidia-h200.json"
     first = write(tmp_path, "first.json", make_doc(1))
     assert inproc(base, first).returncode == 2  # without --bootstrap: unusable, as before

@@ -169,3 +169,18 @@ def test_a_second_process_running_matmuls_on_the_gpu_is_caught():
         neighbour.kill()
         neighbour.wait()
     assert all(w.reasons() for w in windows), [w.as_dict() for w in windows]
+
+
+@pytest.mark.skipif("fused" not in {i for _, i in IMPLS}, reason="needs Triton")
+def test_precompiled_kernels_land_in_tritons_disk_cache(tmp_path, monkeypatch):
+    from bench.pipeline import precompile
+    from bench.sweep import profiles, shapes
+
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))  # the workers inherit it
+    shape = shapes.Shape("p4", "group", 8, 8, 3, 16, 16, 2, "float32", "cuda")
+    cases = [profiles.Case(shape, shapes.Impl(v, "fused"), p)
+             for v in ("g", "gc") for p in ("fwd", "fwdbwd")]  # fmt: skip
+    record = precompile.precompile(cases, workers=4, timeout_s=240)
+    assert record["signatures"] == len(precompile.signatures(cases)) > 0
+    assert record["failed"] == {}, record
+    assert any(p.suffix == ".cubin" for p in tmp_path.rglob("*")), "nothing compiled"

@@ -1,32 +1,34 @@
 #!/bin/bash
-# The GPU evidence run (issue #13) in one command on a lent, offline GPU machine.
+# The GPU evidence run in one command on a lent, offline GPU machine (issues #13, #22).
 #
 #   here, first:   bash tools/gpu-run.sh --cpu-check     (every step, tiny, on the CPU)
 #   on the GPU:    OUT=/some/dir bash tools/gpu-run.sh   (the device tool sets OUT)
 #
-# Steps, each under its own cap (seconds, overridable through the environment), each
-# log kept in OUT, the results archived after every step that adds to them:
-#   1. fvcore and its pure-Python needs from WHEELS (the GPU machine has no network);
-#   2. the GPU-only tests (tests/test_on_gpu.py: every implementation, fused included,
-#      against naive in both passes and for equivariance; CUDA events; the allocator)
-#      and the CUDA-path tests;
-#   3. a smoke sweep on the GPU (fails fast when a CUDA path is broken);
-#   4. the sweep (the `full` profile) with --time-limit, so that it ends by itself
-#      with whatever shapes it finished spread over the profile; SIGINT 60 s later
-#      as a backstop (the suite keeps the rows it has);
-#   5. the paper's models at batch 2 (forward, and forward + backward: the paper's
-#      memory column), into RESULTS/models;
-#   6. the report (plots and README, the paper's models included).
-# What comes back in OUT: gpu.tgz (results/<gpu-slug>/), log.txt, one log per step,
-# nvidia-smi.txt. Nothing here changes the GPU's settings: nvidia-smi only reads.
-# DEVICE=cpu PROFILE=smoke (without --cpu-check) rehearses the GPU path itself, wheels
-# and all, in a bare environment like the GPU machine's.
+# Sized from the first H200 run (shared/evidence/h200-2026-12-04) with the cost model
+# bench.sweep.cost (`python -m bench run --profile full --estimate`): ~7 min, every
+# cap below, their sum 470 s, so a 15-min GPU budget leaves room for a rerun.
+#   0. fvcore's wheels (the GPU machine has no network); in the background, the full
+#      profile's Triton kernels compile into the disk cache on 10 of the 16 cores
+#      (`bench run --precompile-only`, ~70 s by the model) while the tests run;
+#   1. the GPU tests, all of them, in three processes (tests/test_on_gpu.py without
+#      and with impl="auto", and the CUDA-path tests); the first run's took 85 s alone;
+#   2. the smoke sweep (its own kernels: ~45 s cold by the model);
+#   3. the `full` profile (the README's main job on CUDA) with --time-limit: ~5 min by
+#      the model with a cold cache, ~2.5 min warm; shapes in an order whose every
+#      prefix spreads over the profile;
+#   4. the paper's models at batch 2, Table 2 first and training before inference
+#      (its g and gc training rows are the SepGroupPy memory comparison);
+#   5. the report.
+# Every step is capped (SIGINT: a clean stop that keeps the rows) and logged; the
+# results are archived after each step. Nothing here changes the GPU's settings.
+# DEVICE=cpu PROFILE=smoke (without --cpu-check) rehearses the GPU path itself.
 set -u
-TESTS_S=${TESTS_S:-75}
-SMOKE_S=${SMOKE_S:-45}
-SWEEP_S=${SWEEP_S:-240}
-MODELS_S=${MODELS_S:-75}
-REPORT_S=${REPORT_S:-45}
+TESTS_S=${TESTS_S:-80}
+SMOKE_S=${SMOKE_S:-55}
+SWEEP_S=${SWEEP_S:-180}   # the sweep's --time-limit; its cap adds 45 s (last shape, trace)
+MODELS_S=${MODELS_S:-60}
+REPORT_S=${REPORT_S:-25}
+PRECOMPILE_WORKERS=${PRECOMPILE_WORKERS:-10}
 WHEELS=${WHEELS:-.device/wheels}
 OUT=${OUT:-/tmp/gpu-run-out}
 WORK=${WORK:-/tmp/gpu-run-work}  # the smoke sweep's folder (and --cpu-check's results)
@@ -37,10 +39,11 @@ unset TRITON_INTERPRET
 # Table 2 first: its memory column is what the issue compares; then Table 1
 table2_first=resnet44,p4m-resnet44,g-p4m-resnet44,gc-p4m-resnet44,z2cnn,c-z2cnn,p4cnn,g-p4cnn
 table2_first+=,gc-p4cnn,g-p4cnn-w17,gc-p4cnn-w30
-device=${DEVICE:-cuda} profile=${PROFILE:-full} models="--models $table2_first" tests="tests/test_on_gpu.py tests/test_cuda_paths.py"
+device=${DEVICE:-cuda} profile=${PROFILE:-full} models="--models $table2_first"
+gpu_tests=tests/test_on_gpu.py path_tests=tests/test_cuda_paths.py
 if [[ ${1:-} == --cpu-check ]]; then
   device=cpu profile=smoke models="--models z2cnn,gc-p4cnn"
-  tests="tests/test_on_gpu.py tests/test_cuda_paths.py::test_profile_columns_hold_what_the_report_reads"
+  path_tests=tests/test_cuda_paths.py::test_profile_columns_hold_what_the_report_reads
   SWEEP_S=4 MODELS_S=120 REPORT_S=60  # a 4 s limit: the time-limited end is exercised
   export PYTHONPATH=$PWD
 elif [[ -n ${1:-} ]]; then
@@ -63,33 +66,55 @@ capped() {  # capped SECONDS LOG CMD...: SIGINT at the cap (a clean stop), KILL 
   local t0=$SECONDS
   timeout -s INT -k 20 "$s" "$@" > "$OUT/$log" 2>&1
   local rc=$?
-  echo "[$log] exit $rc after $((SECONDS - t0)) s"
+  echo "[$log] exit $rc after $((SECONDS - t0)) s (cap $s s)"
   tail -n 15 "$OUT/$log"
 }
 pack() {  # the results so far, so that an overrun later still leaves an archive
   [[ -d $dest ]] && tar czf "$OUT/gpu.tgz" -C "$(dirname "$dest")" "$(basename "$dest")"
 }
+tests() {  # three pytest processes at once (the GPU tests mostly wait on Triton compiles)
+  local t0=$SECONDS pids=() rc=0
+  trap 'kill -INT "${pids[@]}" 2>/dev/null' INT TERM  # the cap reaches the pytest processes
+  python3 -m pytest -q -p no:cacheprovider -rs "$gpu_tests" -k "not auto" > "$OUT/tests-gpu.log" 2>&1 &
+  pids+=($!)
+  python3 -m pytest -q -p no:cacheprovider -rs "$gpu_tests" -k auto > "$OUT/tests-auto.log" 2>&1 &
+  pids+=($!)
+  python3 -m pytest -q -p no:cacheprovider -rs "$path_tests" > "$OUT/tests-paths.log" 2>&1 &
+  pids+=($!)
+  for p in "${pids[@]}"; do  # 5: nothing selected (no CUDA: no impl="auto" cases)
+    wait "$p" || { local r=$?; [[ $r == 5 ]] || rc=$r; }
+  done
+  for f in tests-gpu tests-auto tests-paths; do tail -n 4 "$OUT/$f.log"; done
+  echo "[tests] exit $rc after $((SECONDS - t0)) s"
+  return $rc
+}
 
 rm -rf "$dest" "$WORK/smoke"
 {
+  t_all=$SECONDS
   echo "device $device -> $dest"
   python3 -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 torch.cuda.is_available(), 'triton', triton.__version__)" 2>&1
   python3 -c "from fvcore.nn import FlopCountAnalysis; print('fvcore ok')" 2>&1
-  # shellcheck disable=SC2086  # $tests is a list of paths
-  capped "$TESTS_S" tests.log python3 -m pytest -q -p no:cacheprovider -rs $tests
+  python3 -m bench run --device "$device" --profile "$profile" --precompile-only \
+    --precompile-workers "$PRECOMPILE_WORKERS" > "$OUT/precompile.log" 2>&1 &
+  pre=$!
+  export -f tests
+  export OUT gpu_tests path_tests
+  capped "$TESTS_S" tests.log bash -c tests
+  wait "$pre"; echo "[precompile.log] exit $? ($(tail -n 1 "$OUT/precompile.log" | cut -c1-300))"
   capped "$SMOKE_S" smoke.log python3 -m bench run --device "$device" --profile smoke \
     --no-report --no-profile --out "$WORK/smoke"
-  capped $((SWEEP_S + 60)) sweep.log python3 -m bench run --device "$device" \
+  capped $((SWEEP_S + 45)) sweep.log python3 -m bench run --device "$device" \
     --profile "$profile" --time-limit "$SWEEP_S" --no-report --out "$dest"
   pack
-  # shellcheck disable=SC2086  # $models is empty or one option and its value
+  # shellcheck disable=SC2086  # $models is one option and its value
   capped "$MODELS_S" models.log python3 -m bench models --device "$device" --quick \
-    --batches 2 $models --out "$dest/models"
+    --batches 2 --passes fwdbwd,fwd $models --out "$dest/models"
   pack
   capped "$REPORT_S" report.log python3 -m bench report "$dest"
   pack
-  echo "results: $dest"
+  echo "results: $dest; all steps $((SECONDS - t_all)) s"
 } > "$OUT/log.txt" 2>&1
 ls -la "$OUT"
 cat "$OUT/log.txt"

@@ -113,6 +113,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "runs the rest",
     )
     parser.add_argument(
+        "--precompile-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CUDA: compile the fused (Triton) kernels in N processes before the sweep "
+        "(default: the cores less two; 0: compile at first use, one after the other)",
+    )
+    parser.add_argument(
+        "--precompile-only",
+        action="store_true",
+        help="CUDA: compile the profile's fused kernels into Triton's on-disk cache (in "
+        "--precompile-workers processes) and exit; a later run then loads them",
+    )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the cost model's estimate of the run on an H200 (bench.sweep.cost: "
+        "fitted to the first GPU run) and exit without measuring",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="also time every implementation under torch.compile (inductor); compile time "
@@ -166,6 +186,17 @@ def main(args) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if getattr(args, "estimate", False):
+        return _estimate(prof, impls, args)
+    if getattr(args, "precompile_only", False):
+        from ..pipeline import precompile
+
+        record = precompile.precompile(
+            prof.cases(device, impls), workers=args.precompile_workers,
+            log=lambda m: print(m, flush=True),
+        )  # fmt: skip
+        print(f"precompile: {record}")
+        return 1 if record.get("failed") else 0
     if args.threads is None and device == "cpu":
         args.threads = results.CPU_THREADS
     with options.torch_threads(args.threads), options.inductor_in_process(args.compile):
@@ -184,7 +215,9 @@ def _run(args, device: str, prof: profiles.Profile, impls: list) -> int:
             prof, device, impls, out, resume=args.resume, flush_l2=args.flush_l2,
             compiled=args.compile, max_shapes=args.max_shapes,
             with_profile=not args.no_profile and (not shard or shard.index == 1),
-            shard=shard, time_limit_s=args.time_limit, log=lambda m: print(m, flush=True),
+            shard=shard, time_limit_s=args.time_limit,
+            precompile_workers=getattr(args, "precompile_workers", None),
+            log=lambda m: print(m, flush=True),
         )  # fmt: skip
     except results.StoreError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -201,6 +234,25 @@ def _run(args, device: str, prof: profiles.Profile, impls: list) -> int:
     rows = results.read_rows(out)
     code = _summary(rows, out, done.wall_s, args.strict, done.environment.get("contention"))
     return max(code, int(done.profile_failed), _after_run(out, args))
+
+
+def _estimate(prof: profiles.Profile, impls: list, args) -> int:
+    """``--estimate``: the cost model's estimate of this run on the GPU it was fitted to."""
+    from ..sweep import cost
+
+    cases = prof.cases("cuda", impls, compiled=args.compile)
+    if args.max_shapes:
+        kept = run.spread_out(prof.shapes("cuda"), args.max_shapes)
+        cases = [c for c in cases if c.shape in kept]
+    timing = prof.timing_for("cuda")
+    cold = cost.estimate(cases, timing)
+    warm = cost.estimate(cases, timing, warm_triton=True)
+    print(f"profile {prof.name} on {cost.H200.name}, by bench.sweep.cost:")
+    print(f"  Triton cache cold: {cold.summary()}")
+    print(f"  Triton cache warm: {warm.summary()}")
+    print("  (one process; the fused kernels' compiles run in parallel before the sweep")
+    print(f"   with --precompile-workers, ~{cold.compile_s / 14:.0f} s on 14 processes)")
+    return 0
 
 
 def _summary(

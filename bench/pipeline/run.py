@@ -143,6 +143,7 @@ def run_sweep(
     with_profile: bool = True,
     shard=None,
     time_limit_s: float | None = None,
+    precompile_workers: int | None = None,
     log=print,
 ) -> SweepRun:
     """Run ``prof`` on ``device`` over ``impls`` into ``out`` (see the module doc);
@@ -204,6 +205,13 @@ def run_sweep(
             "shapes_todo": len(by_shape),
             "stopped": False,
         }
+    if precompile_workers != 0 and str(device).startswith("cuda"):
+        from . import precompile
+
+        environment["triton_precompile"] = precompile.precompile(
+            todo, workers=precompile_workers, log=log
+        )
+        results.write_env(out, environment)
     shapes_done = 0
     mac_cache: dict = {}
     bar = tqdm(total=len(cases), initial=len(cases) - len(todo), unit="row", mininterval=1.0)

@@ -17,9 +17,8 @@ Profiles (:data:`PROFILES`): ``smoke`` (a few tiny shapes, seconds; the tests
 use it), ``quick`` (the CPU default: a C × k grid at H = 16 and H = 32 plus
 a cross over H, batch, in ≠ out and lifting shapes; its env.json records the wall
 time, every check and the profile included), ``full`` (the GPU default:
-48 shapes, 1,056 rows with the 11 implementations of today's registry,
-float16/bfloat16 on the C series, C up to 256, H up to 128, batch 32; estimated
-at 8-15 minutes on one H100, not yet run on a GPU). A profile varies one axis
+26 shapes, 594 rows with the 11 implementations of today's registry, sized with
+the cost model :mod:`bench.sweep.cost` fitted to the first H200 run). A profile varies one axis
 at a time around a base point (:func:`around`), adds grids (:func:`grid`) and a few
 extra points.
 
@@ -223,35 +222,35 @@ _QUICK = Profile(
     timing=Timing(budget_s=0.1, block_s=0.005, min_samples=5, max_samples=20, warmup_s=0.01),
 )
 
-# GPU default, sized by estimate for one H100 (no GPU was available): 32 float32
-# shapes + 16 float16/bfloat16 ones (the C series) × 2 passes × 11 implementations
-# (full, g and gc naive/rearranged/auto, g/gc fused, dense/torch) = 1,056 rows.
-# All rows together execute ~58 TMAC per call per implementation set (fwdbwd
-# counted 3×): under 2 minutes of GPU work at ≥10 TMAC/s; the rest is per-row
-# overhead (0.1 s timing budget + warm-up, build and checks, fvcore tracing,
-# auto's tuning, Triton compiling the fused kernels on a cold cache): 8-15
-# minutes in all by estimate. A first run on a lent GPU with a 10-minute limit per
-# command should use `timeout -s TERM` and `--resume`, `--max-shapes` or `--shard`.
-# The memory guard skips g/rearranged fwdbwd of the two largest p4m shapes (X̃
-# alone is 17 GB there) on an 80 GB card.
-_FULL_BASE = Point(64, 64, k=3, h=32, batch=32, lowp=True)
+# GPU default, sized with the cost model fitted to the first H200 run
+# (bench.sweep.cost; `python -m bench run --profile full --estimate` prints it):
+# 26 shapes × 22 rows = 572 rows. That run spent 92 % of its time in Triton
+# (compiling every autotune configuration of every kernel per new shape, one after
+# the other, 0.2-6 s each), so: the fused kernels compile in parallel processes
+# before the sweep (bench.pipeline.precompile), autotune benchmarks take 25 ms
+# instead of 125 ms and are cached on disk, k stops at 5 (a k = 7 kernel compiles
+# ~5.8 s per configuration), float16/bfloat16 at the base point, and the CUDA
+# timing budget is 0.05 s (10-60 samples: the GPU's IQR is ~2 % of the median).
+# The axes: C 16-128 (p4 and p4m), k 1-5, H 16-64, batch 8 and 32, fp32 + fp16 +
+# bf16, in != out, lifting; channels_last at the base point.
+_FULL_BASE = Point(64, 64, k=3, h=32, batch=32)
 _FULL = Profile(
     name="full",
-    description="GPU default: C up to 256, H up to 128, k 1-7, batch 32, fp32 + fp16/bf16",
-    points=(
-        *around(_FULL_BASE, c=(16, 32, 128)),
-        *around(dataclasses.replace(_FULL_BASE, lowp=False), k=(1, 5, 7)),
-        *around(Point(32, 32, k=3, h=32, batch=32), h=(8, 16, 64, 128)),
-        Point(32, 64, k=3, h=32, batch=32),
-        Point(128, 64, k=3, h=32, batch=32),
-        Point(256, 256, k=3, h=16, batch=16),
-        Point(3, 32, k=3, h=64, batch=32, layer="lifting"),
-        Point(3, 64, k=7, h=128, batch=32, layer="lifting"),
+    description="GPU default: C 16-128, k 1-5, H 16-64, batch 8 and 32, fp32 + fp16/bf16, "
+    "channels_last at the base (~5 min on an H200 by the cost model)",
+    points=unique(
+        (
+            dataclasses.replace(_FULL_BASE, lowp=True, formats=FORMATS),
+            *around(_FULL_BASE, c=(16, 32, 128), k=(1, 5), batch=(8,)),
+            *around(Point(32, 32, k=3, h=32, batch=32), h=(16, 64)),
+            Point(32, 64, k=3, h=32, batch=32),
+            Point(3, 32, k=3, h=64, batch=32, layer="lifting"),
+        )
     ),
-    profile_point=Point(64, 64, k=3, h=32, batch=32),
+    profile_point=_FULL_BASE,
     timing=Timing(budget_s=0.2, block_s=0.005, min_samples=5, max_samples=30),
     cuda_timing=Timing(
-        budget_s=0.1, min_samples=10, max_samples=100, warmup_calls=3, warmup_s=0.02
+        budget_s=0.05, min_samples=10, max_samples=60, warmup_calls=2, warmup_s=0.01
     ),
 )
 

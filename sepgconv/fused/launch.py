@@ -20,6 +20,7 @@ in-plane offsets (``< H·W``, ``< H_out·W_out``) and weight offsets
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -95,6 +96,20 @@ _KERNELS = {
 }
 
 
+#: Triton's autotuner benchmarks each configuration for 25 + 100 ms by default: 0.13 s a
+#: configuration per new key, 10 % of the first H200 sweep's time. 5 + 20 ms suffice
+#: to rank configurations whose calls take micro- to milliseconds.
+AUTOTUNE_WARMUP_MS, AUTOTUNE_REP_MS = 5, 20
+
+
+def _autotune_bench(kernel_call, quantiles):
+    from triton.testing import do_bench
+
+    return do_bench(
+        kernel_call, warmup=AUTOTUNE_WARMUP_MS, rep=AUTOTUNE_REP_MS, quantiles=quantiles
+    )
+
+
 @functools.lru_cache(maxsize=2)
 def _kernel_set(interpret: bool) -> dict:
     """The kernels of one mode. ``triton.jit`` reads ``TRITON_INTERPRET`` when it
@@ -105,14 +120,52 @@ def _kernel_set(interpret: bool) -> dict:
             out[name] = triton.jit(raw)
         else:
             out[name] = triton.autotune(
-                configs=configs, key=key, prune_configs_by={"early_config_prune": _prune_nh}
+                configs=configs,
+                key=key,
+                prune_configs_by={"early_config_prune": _prune_nh},
+                do_bench=_autotune_bench,
+                cache_results=True,  # a key tuned once is not re-benchmarked by later runs
             )(triton.jit(raw))
     return out
 
 
+class _CompileOnly:
+    """A kernel whose launches only compile it (every autotune configuration)."""
+
+    def __init__(self, kernel, wanted: bool):
+        self.kernel, self.wanted = kernel, wanted
+
+    def __getitem__(self, grid):
+        if not self.wanted:
+            return lambda *args, **kwargs: None
+        return lambda *args, **kwargs: self.kernel.warmup(*args, grid=grid, **kwargs)
+
+
+_compile_only: list = [None]  # None: launch; else the kernel names to compile (all: ())
+
+
+@contextlib.contextmanager
+def compile_only(kernels: tuple[str, ...] = ()):
+    """Inside: fused calls compile their kernels (each autotune configuration, into
+    Triton's on-disk cache) and launch nothing; their outputs are garbage.
+    ``kernels``: compile only these (names of ``_KERNELS``; empty: all). The
+    benchmark compiles a sweep's kernels this way in parallel processes before it
+    times anything (``bench.pipeline.precompile``)."""
+    saved = _compile_only[0]
+    _compile_only[0] = tuple(kernels)
+    try:
+        yield
+    finally:
+        _compile_only[0] = saved
+
+
 def _kernels():
     interpret = interpret_enabled()
-    return _kernel_set(interpret), interpret
+    kernels = _kernel_set(interpret)
+    only = _compile_only[0]
+    if only is not None and not interpret:
+        kernels = {name: _CompileOnly(k, not only or name in only) for name, k in kernels.items()}
+    return kernels, interpret
 
 
 def _meta(interpret: bool, nh: int, *names: str) -> dict:
