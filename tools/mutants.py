@@ -275,6 +275,66 @@ MUTANTS = [
         "pass",
         ("tests/test_contention.py", "-k", "bandwidth or slow_probe"),
     ),
+    # ------------------------------------------------------------ GPU suite (#22)
+    Mutant(
+        "gpu-idle-clock-compared",
+        "the run's GPU clocks compared even when the start is an idle reading (every "
+        "H200 run was 'disturbed' by 345 -> 1980 MHz)",
+        "bench/measure/gpu_probe.py",
+        'if start.get("loaded") and end.get("loaded") and a and b '
+        "and b < (1 - GPU_CLOCK_DROP) * a:",
+        "if a and b and abs(b / a - 1) > GPU_CLOCK_DROP:",
+        ("tests/test_contention.py", "-k", "h200 or gpu_reasons"),
+    ),
+    Mutant(
+        "gpu-neighbour-ignored",
+        "a timing window ignores the other processes NVML lists on the GPU",
+        "bench/measure/contention.py",
+        "        if self.gpu_foreign:\n",
+        "        if False:\n",
+        ("tests/test_contention.py", "-k", "gpu_windows"),
+    ),
+    Mutant(
+        "reserved-is-segment-growth",
+        "mem_reserved_bytes back to the reserve's growth (0 when the call fits its "
+        "input's segment)",
+        "bench/measure/memory.py",
+        "mem_reserved_bytes=int(torch.cuda.max_memory_reserved(device) - before),",
+        "mem_reserved_bytes=int(torch.cuda.max_memory_reserved(device) - reserved_before),",
+        ("tests/test_cuda_paths.py", "-k", "mem_reserved"),
+    ),
+    Mutant(
+        "slow-rows-not-reduced",
+        "a row 300x slower than full/naive is sampled like the others",
+        "bench/measure/timing.py",
+        "        if slow and plan[key] > SLOW_SAMPLES and plan[key] * t > SLOW_FLOOR_S:",
+        "        if False:",
+        ("tests/test_bench_measure.py", "-k", "far_behind"),
+    ),
+    Mutant(
+        "auto-warms-first",
+        "auto rows warm up in the registry's order (before the kernels they time compile)",
+        "bench/pipeline/driver.py",
+        'for im in sorted(impls, key=lambda im: im.impl == "auto"):',
+        "for im in impls:",
+        ("tests/test_bench_measure.py", "-k", "warm"),
+    ),
+    Mutant(
+        "baseline-not-bootstrapped",
+        "bench compare --bootstrap leaves a missing baseline missing (exit 2 every night)",
+        "bench/commands/compare.py",
+        "    if base_path.exists():\n        return None",
+        "    if True:\n        return None",
+        ("tests/test_compare.py", "-k", "first_night"),
+    ),
+    Mutant(
+        "compile-only-launches",
+        "compile-only mode launches the kernels instead of compiling them",
+        "sepgconv/fused/launch.py",
+        "return lambda *args, **kwargs: self.kernel.warmup(*args, grid=grid, **kwargs)",
+        "return self.kernel[grid]",
+        ("tests/test_precompile.py",),
+    ),
 ]
 
 
