@@ -353,6 +353,14 @@ MUTANTS = [
         'f"{n_configs} implementations in {n_configs} configurations',
         ("tests/test_report_look.py", "-k", "memory_column"),
     ),
+    Mutant(
+        "csv-efficiency-against-executed-macs",
+        "results.csv's efficiency divides by the MAC cut the row executed, not the promise",
+        "bench/store/record.py",
+        "        promise = promised_speedup(result)\n",
+        "        promise = result.theoretical_speedup\n",
+        ("tests/test_bench_measure.py", "-k", "derive"),
+    ),
 ]
 
 
