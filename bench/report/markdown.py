@@ -31,12 +31,15 @@ ENV_FIRST = ["device_name", "cpu_model", "device", "threads", "torch", "cuda", "
 # plot name -> (heading, the question the plot answers)
 PLOTS = {
     "tradeoff": ("Compute versus memory (§3.4)", "How many MACs does each implementation save, "
-                 "and how much more working memory does it need than the full GConv?"),
-    "speedup": ("Measured versus theoretical speedup", "Does the MAC reduction turn into "
-                "speed? On the diagonal an implementation is as fast as its MAC count promises."),
+                 "and how much more working memory does it need than the full GConv? One panel "
+                 "per variant with a MAC cut; the `_` ticks are the formula working set."),
+    "speedup": ("Measured speedup versus the §3.4 promise", "Does the variant's MAC cut turn "
+                "into speed? On the diagonal an implementation is as fast as its variant's "
+                "§3.4 count promises (efficiency 1), whatever it executes."),
     "scaling": ("Scaling", "How does latency grow with channels and with resolution?"),
     "best_impl": ("Fastest implementation", "Which implementation is fastest for each "
-                  "(channels, k) at each resolution, and by how much over the full GConv?"),
+                  "(channels, k) at each resolution, for p4 and p4m, and by how much over the "
+                  "full GConv?"),
     "roofline": ("Roofline", "How close does each implementation come to the device's compute "
                  "and bandwidth ceilings?"),
     "profile": ("Where the time goes", "Which operators (filter construction, pointwise conv, "
