@@ -254,6 +254,19 @@ def test_best_impl_covers_both_groups(rich, figures):
     assert titles == {f"{g} {p}" for g in ("p4", "p4m") for p in ("fwd", "fwdbwd")}
 
 
+def test_best_impl_draws_no_empty_map(rich):
+    """A resolution one group did not sweep leaves that map out, not an empty frame."""
+    df = rich.df[~((rich.df["group"] == "p4m") & (rich.df["h"] == 64))]
+    with matplotlib.rc_context(P.STYLE):
+        fig = P.plot_best_impl(R.Results(directory=rich.directory, df=df, env=rich.env))
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert all(any((t.get_gid() or "").startswith("cell:") for t in ax.texts) for ax in shown)
+    hidden = [ax.get_title() for ax in fig.axes if not ax.get_visible()]
+    assert sorted(hidden) == ["p4m fwd, H=W=64", "p4m fwdbwd, H=W=64"]
+    lowest = [ax for ax in shown if "H=W=64" in ax.get_title()][-1]
+    assert lowest.get_title() == "p4 fwdbwd, H=W=64" and lowest.get_xlabel()
+
+
 # ---------------------------------------------------------------------- #
 # summaries
 # ---------------------------------------------------------------------- #

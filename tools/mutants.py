@@ -361,6 +361,14 @@ MUTANTS = [
         "        promise = result.theoretical_speedup\n",
         ("tests/test_bench_measure.py", "-k", "derive"),
     ),
+    Mutant(
+        "best-impl-empty-maps-drawn",
+        "the best-implementation plot draws a map for a resolution the group did not sweep",
+        "bench/report/plots.py",
+        "ax.set_visible(not s.empty)",
+        "ax.set_visible(True)",
+        ("tests/test_report_look.py", "-k", "empty_map"),
+    ),
 ]
 
 

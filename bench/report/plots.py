@@ -204,7 +204,8 @@ def _text_color(rgb) -> str:
 
 def plot_best_impl(res: R.Results) -> Figure:
     """One row of maps per (device, group, pass), one column per resolution; a cell is
-    coloured as its fastest implementation (hatched when channels_last)."""
+    coloured as its fastest implementation (hatched when channels_last); a map with
+    no swept shape is not drawn."""
     best, anchor = R.best_map_table(res.df)
     if best.empty:
         raise Skip("no ok rows with a latency")
@@ -238,10 +239,14 @@ def plot_best_impl(res: R.Results) -> Figure:
             ax.set_xticks(range(len(ks)), [str(k) for k in ks])
             ax.set_yticks(range(len(chans)), chans)
             on = f" ({dev})" if best["device"].nunique() > 1 else ""
-            ax.set(title=f"{group} {p}, H=W={hh}{on}",
-                   xlabel="kernel size k (px)" if r == len(rows) - 1 else "")  # fmt: skip
+            ax.set_title(f"{group} {p}, H=W={hh}{on}")
+            ax.set_visible(not s.empty)  # a map with no cell says nothing
             if c == 0:
                 ax.set_ylabel("channels C_in→C_out")
+    for column in axes.T:  # k is named under the lowest map of each column
+        shown = [ax for ax in column if ax.get_visible()]
+        if shown:
+            shown[-1].set_xlabel("kernel size k (px)")
     handles = [Patch(facecolor=color_of(x), hatch="///" if split_label(x)[2] else None,
                      edgecolor="white", label=f"{abbrev(x)} = {x}") for x in order]  # fmt: skip
     title = "fastest implementation (white: shape not swept)"
