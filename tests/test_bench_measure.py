@@ -300,6 +300,25 @@ def test_check_catches_a_wrong_output():
     assert msg and "gc/rearranged" in msg
 
 
+@pytest.mark.parametrize("variant", ["g", "gc"])
+def test_derive_measures_naive_and_auto_against_the_variants_promise(variant):
+    """A naive row (or an auto row that chose naive) executes the full MACs; its
+    efficiency is still its speedup ÷ the variant's §3.4 cut, as rearranged's is."""
+    shape = Shape("p4", "group", 16, 16, 3, 8, 8, 1)
+    full_macs = counting.dense_macs(shape.layer_shape())
+    promise = counting.macs_section34("full", 16, 16, 4, 4, 3, 8, 8) / counting.macs_section34(
+        variant, 16, 16, 4, 4, 3, 8, 8
+    )
+    for impl in ("naive", "rearranged"):
+        r = driver.base_result(shape, shapes.Impl(variant, impl), "fwd")
+        r.status = "ok"
+        r.set_samples(timing.Samples([0.002] * 3, 1))  # 2 ms; the full GConv 3 ms
+        record.derive(r, 3.0, full_macs)
+        assert r.efficiency == pytest.approx(1.5 / promise)
+        assert record.promised_speedup(r) == pytest.approx(promise)
+    assert r.theoretical_speedup == pytest.approx(promise)  # rearranged executes the promise
+
+
 def test_random_input_is_seeded_and_not_zero():
     shape = Shape("p4", "group", 3, 4, 3, 8, 8, 1)
     a, b = subject.random_input(shape), subject.random_input(shape)

@@ -335,6 +335,100 @@ MUTANTS = [
         "return self.kernel[grid]",
         ("tests/test_precompile.py",),
     ),
+    # ------------------------------------------------------------ report: what a reader sees
+    Mutant(
+        "plot-local-colour-cycle",
+        "the scaling plot colours lines by their place in its own legend, not by implementation",
+        "bench/report/plots.py",
+        'ax.plot(line["x"], line["latency_ms"], gid=f"line:{label}", **line_kw(label))',
+        'ax.plot(line["x"], line["latency_ms"], gid=f"line:{label}",\n'
+        '                            **{**line_kw(label), "color": f"C{order.index(label) % 10}"})',
+        ("tests/test_report_look.py", "-k", "one_colour"),
+    ),
+    Mutant(
+        "variant-hues-too-close",
+        "g is drawn in a hue next to gc's (the two families look alike)",
+        "bench/report/style.py",
+        '"g": (0.58, 0.75), "gc": (0.06, 0.85)',
+        '"g": (0.10, 0.75), "gc": (0.06, 0.85)',
+        ("tests/test_report_look.py", "-k", "hue or lightness"),
+    ),
+    Mutant(
+        "trivial-tradeoff-panels-kept",
+        "the trade-off plot keeps panels whose points all sit at (1, 1)",
+        "bench/report/data.py",
+        "if (np.abs(np.log(cut)) <= np.log(TRIVIAL_FACTOR)).all():",
+        "if False:",
+        ("tests/test_report_look.py", "-k", "trivial"),
+    ),
+    Mutant(
+        "profile-labels-overprinted",
+        "the profile draws vertical bars with one x tick label per implementation (they collide)",
+        "bench/report/plots.py",
+        'ax.barh(range(len(s)), s[cat], left=left, color=ccol[cat], gid=f"bar:{cat}")\n'
+        "            left += s[cat].to_numpy()\n"
+        "        ax.set_yticks(range(len(s)), list(s.index))",
+        'ax.bar(range(len(s)), s[cat], bottom=left, color=ccol[cat], gid=f"bar:{cat}")\n'
+        "            left += s[cat].to_numpy()\n"
+        "        ax.set_xticks(range(len(s)), list(s.index))",
+        ("tests/test_report_look.py", "-k", "printed_over"),
+    ),
+    Mutant(
+        "speedup-axes-shared",
+        "the speedup plot gives x the range of y too (an empty band left of the data)",
+        "bench/report/plots.py",
+        'xlim = log_limits([1, *pts["promised_speedup"]], pad=1.25)',
+        'xlim = log_limits([1, *pts["promised_speedup"], *pts["speedup_vs_full"]], pad=1.25)',
+        ("tests/test_report_look.py", "-k", "fitted"),
+    ),
+    Mutant(
+        "best-impl-one-group",
+        "the best-implementation map shows one group only",
+        "bench/report/data.py",
+        'for key in ["layer", "dtype", "batch"]:',
+        'for key in ["group", "layer", "dtype", "batch"]:',
+        ("tests/test_report_look.py", "-k", "both_groups"),
+    ),
+    Mutant(
+        "efficiency-against-executed-macs",
+        "efficiency divides by the MAC cut executed (auto that chose naive looks efficient)",
+        "bench/report/data.py",
+        'efficiency=d["speedup_vs_full"] / d["promised_speedup"],',
+        'efficiency=d["speedup_vs_full"] / d["theoretical_speedup"],',
+        ("tests/test_report_look.py", "-k", "promise"),
+    ),
+    Mutant(
+        "memory-against-the-wrong-reference",
+        "memory × full divides by the median reference peak, not the same shape's",
+        "bench/report/data.py",
+        'mem_vs_full=(d["peak_mem_bytes"] / d["ref_peak_mem_bytes"]).where(ref_ok),',
+        'mem_vs_full=(d["peak_mem_bytes"] / d["ref_peak_mem_bytes"].median()).where(ref_ok),',
+        ("tests/test_report.py", "-k", "summary_table"),
+    ),
+    Mutant(
+        "implementation-count-of-configurations",
+        "the report's header counts configurations as implementations (22 vs the console's 11)",
+        "bench/report/markdown.py",
+        'f"{n_impls} implementations in {n_configs} configurations',
+        'f"{n_configs} implementations in {n_configs} configurations',
+        ("tests/test_report_look.py", "-k", "memory_column"),
+    ),
+    Mutant(
+        "csv-efficiency-against-executed-macs",
+        "results.csv's efficiency divides by the MAC cut the row executed, not the promise",
+        "bench/store/record.py",
+        "        promise = promised_speedup(result)\n",
+        "        promise = result.theoretical_speedup\n",
+        ("tests/test_bench_measure.py", "-k", "derive"),
+    ),
+    Mutant(
+        "best-impl-empty-maps-drawn",
+        "the best-implementation plot draws a map for a resolution the group did not sweep",
+        "bench/report/plots.py",
+        "ax.set_visible(not s.empty)",
+        "ax.set_visible(True)",
+        ("tests/test_report_look.py", "-k", "empty_map"),
+    ),
 ]
 
 

@@ -98,7 +98,7 @@ WARN_ONLY = (
 #: (``contention.bandwidth.reference_gb_s``; quiet readings of the AMD EPYC VM:
 #: 21.7–24.7 GB/s; beside a process copying 256 MB arrays: 11–13.5). Beyond it
 #: another tenant or another memory setup moves the memory-bound rows (g/rearranged
-#: p4m C = 32, k = 1: +8.7 % to +13.6 % beside that process; README, "Not the
+#: p4m C = 32, k = 1: +8.7 % to +13.6 % beside that process; docs/contention.md, "Not the
 #: process, the memory bus").
 BANDWIDTH_TOLERANCE = 0.25
 

@@ -3,7 +3,7 @@ half of :mod:`bench.measure.contention`: what other tenants of a VM's host take)
 
 Other tenants share the host's memory bandwidth and last-level cache, and no CPU
 counter of the guest shows them; it moves the rows whose intermediates stream
-from memory (README, "Not the process, the memory bus"), so each CPU timing
+from memory (docs/contention.md, "Not the process, the memory bus"), so each CPU timing
 window ends with a probe (:func:`bench.measure.contention.close_window`).
 """
 

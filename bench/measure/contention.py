@@ -22,7 +22,7 @@ On the CPU each timing window also ends with a
 of 64 MiB against the same copy at the run's quiet start (``bandwidth_frac``).
 Other tenants of a VM's host take memory bandwidth that none of the counters
 above show, and it moves the rows whose intermediates stream from memory
-(README, "Not the process, the memory bus").
+(docs/contention.md, "Not the process, the memory bus").
 
 Per row the sweep keeps ``foreign_cpu`` and ``wait_frac`` of its shape's timing
 window (``disturbed`` counts the bandwidth too); per run :func:`judge_run`
@@ -36,7 +36,7 @@ readings taken under load at both ends (:func:`gpu_reasons`: bad throttle
 reasons, other processes, a clock drop under load; never the idle-to-boost jump).
 
 The thresholds were chosen from runs on this project's 2-core machine, quiet
-and loaded (README, "Contention"): a quiet machine shows foreign_cpu ≈ 0.0–0.1
+and loaded (docs/contention.md, "Contention"): a quiet machine shows foreign_cpu ≈ 0.0–0.1
 cores and wait_frac < 0.02; one busy process elsewhere gives ≈ 1 core and
 wait_frac 0.3–0.5.
 """

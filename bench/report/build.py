@@ -49,20 +49,18 @@ from .data import (  # noqa: F401  (re-exported: the report's public API)
     Results,
     best_impl_table,
     best_map_table,
-    ceilings,
     formula_mem_bytes,
     impl_label,
     impl_order,
     ok_rows,
     profile_cpu_fallback,
     profile_table,
-    roofline_dtype,
-    roofline_points,
     scaling_table,
     speedup_points,
     tradeoff_points,
     with_reference,
 )
+from .roofline import ceilings, roofline_dtype, roofline_points  # noqa: F401  (re-exported)
 
 
 # ---------------------------------------------------------------------- #
@@ -215,20 +213,20 @@ def make_report(results_dir: Path) -> list[Path]:
     Raises:
         ReportError: unusable input (see :func:`load_results`).
     """
+    from . import index, plots
     from . import markdown as report_md
-    from . import plots
 
     res = load_results(Path(results_dir))
     written, skipped = plots.write_all(res, res.directory / "plots")
     written.append(report_md.write_readme(res, written, skipped))
     parent = res.directory.resolve().parent
     if parent.name == "results":
-        written.append(report_md.write_results_index(parent))
+        written.append(index.write_results_index(parent))
     return written
 
 
 def write_results_index(results_root: Path) -> Path:
     """Write ``results_root/README.md``: one line per device folder."""
-    from . import markdown as report_md
+    from . import index
 
-    return report_md.write_results_index(Path(results_root))
+    return index.write_results_index(Path(results_root))

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .promise import GROUP_ORDER, promised_speedup
+
 REFERENCE = "full/naive"
 # what makes two rows comparable (same layer call, same pass, dtype, device)
 SHAPE_KEYS = ["group", "layer", "c_in", "c_out", "k", "h", "w", "batch", "pass", "dtype", "device"]
@@ -36,7 +38,6 @@ FLOAT_COLUMNS = [
 # the columns the report reads; a results.csv without one of them is refused
 REQUIRED_COLUMNS = [*SHAPE_KEYS, "variant", "impl", "status", "error", *FLOAT_COLUMNS, "macs_match"]
 PROFILE_COLUMNS = [*SHAPE_KEYS, "variant", "impl", "category", "time_ms"]
-GROUP_ORDER = {"p4": 4, "p4m": 8}  # |G| of the output group axis
 ITEMSIZE_BYTES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
 # anchor values preferred when a plot must hold a dimension fixed (else the mode)
@@ -166,6 +167,14 @@ def with_reference(df: pd.DataFrame) -> pd.DataFrame:
     return df.merge(ref, on=SHAPE_KEYS, how="left")
 
 
+def count_implementations(df: pd.DataFrame) -> tuple[int, int]:
+    """``(implementations, configurations)`` of a results table: distinct
+    ``variant/impl`` pairs (what ``bench run`` prints as "N implementations"), and
+    distinct labels with their memory format and compilation (what the tables list)."""
+    pairs = df["variant"].astype(str) + "/" + df["impl"].astype(str)
+    return int(pairs.nunique()), int(df["impl_label"].nunique())
+
+
 def _finite_positive(*cols: pd.Series) -> pd.Series:
     mask = pd.Series(True, index=cols[0].index)
     for c in cols:
@@ -180,30 +189,70 @@ def _finite_positive(*cols: pd.Series) -> pd.Series:
 def tradeoff_points(df: pd.DataFrame) -> pd.DataFrame:
     """One row per ok non-reference row whose reference is ok too.
 
-    Columns: shape keys, ``impl_label``, ``mac_reduction`` (reference MACs ÷
-    impl MACs, formula), ``mem_increase_measured`` (impl peak ÷ reference
-    peak), ``mem_increase_formula`` (same ratio of :func:`formula_mem_bytes`).
+    Columns: shape keys, ``impl_label``, ``variant``, ``mac_reduction`` (reference
+    MACs ÷ the MACs this row executes, formula), ``mem_increase_measured`` (impl
+    peak ÷ reference peak), ``mem_increase_formula`` (same ratio of
+    :func:`formula_mem_bytes`; NaN for rows that are not a sepgconv choice,
+    :data:`NOT_CHOICES`, whose working memory the formula does not model).
     """
     j = with_reference(ok_rows(df))
     j = j[(j["impl_label"] != REFERENCE) & (j["ref_status"] == "ok")]
-    out = j[SHAPE_KEYS + ["impl_label"]].copy()
+    out = j[SHAPE_KEYS + ["impl_label", "variant"]].copy()
     out["mac_reduction"] = j["ref_macs_formula"] / j["macs_formula"]
     out["mem_increase_measured"] = j["peak_mem_bytes"] / j["ref_peak_mem_bytes"]
-    out["mem_increase_formula"] = formula_mem_bytes(j) / j["ref_formula_mem_bytes"]
+    formula = formula_mem_bytes(j) / j["ref_formula_mem_bytes"]
+    out["mem_increase_formula"] = formula.where(is_choice(j))
     keep = _finite_positive(out["mac_reduction"], out["mem_increase_measured"])
     return out[keep].reset_index(drop=True)
 
 
-def speedup_points(df: pd.DataFrame) -> pd.DataFrame:
-    """Ok non-reference rows with a finite speedup and theoretical speedup.
+#: a trade-off panel whose points all lie within this factor of (1, 1) has nothing to show
+TRIVIAL_FACTOR = 1.25
 
-    Columns: shape keys, ``impl_label``, ``theoretical_speedup``,
-    ``speedup_vs_full``, ``efficiency`` (as in the CSV).
+
+def tradeoff_panels(pts: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """The variants the trade-off plot gives a panel, and the others with the reason.
+
+    A trade-off needs a MAC cut: a variant is left out when every MAC reduction of
+    its implementations is within :data:`TRIVIAL_FACTOR` of 1 (the full GConv's other
+    forms, a dense conv: one column of points at x = 1, whose memory the summary
+    tables give)."""
+    kept, dropped = [], {}
+    for variant in dict.fromkeys(pts.sort_values("impl_label", key=_rank)["variant"]):
+        cut = pts.loc[pts["variant"] == variant, "mac_reduction"].to_numpy(float)
+        if (np.abs(np.log(cut)) <= np.log(TRIVIAL_FACTOR)).all():
+            dropped[variant] = "no MAC cut: every point at x = 1"
+        else:
+            kept.append(variant)
+    return kept, dropped
+
+
+def _rank(labels: pd.Series) -> pd.Series:
+    order = {x: i for i, x in enumerate(impl_order(labels))}
+    return labels.map(order)
+
+
+def speedup_points(df: pd.DataFrame) -> pd.DataFrame:
+    """Ok non-reference rows with a finite speedup over the full GConv.
+
+    Columns: shape keys, ``impl_label``, ``variant``, ``promised_speedup``
+    (:func:`promised_speedup`, the variant's §3.4 cut), ``theoretical_speedup``
+    (the MACs this row executed: full ÷ its ``macs_formula``), ``speedup_vs_full``,
+    ``efficiency`` (speedup ÷ promised speedup: one scale for every implementation
+    of a variant) and ``mem_vs_full`` (peak memory ÷ the full GConv's on the same
+    shape; NaN where that is unknown).
     """
-    d = ok_rows(df)
+    d = with_reference(ok_rows(df))
     d = d[d["impl_label"] != REFERENCE]
-    d = d[_finite_positive(d["theoretical_speedup"], d["speedup_vs_full"])]
-    cols = SHAPE_KEYS + ["impl_label", "theoretical_speedup", "speedup_vs_full", "efficiency"]
+    d = d.assign(promised_speedup=promised_speedup(d))
+    d = d[_finite_positive(d["promised_speedup"], d["speedup_vs_full"])]
+    ref_ok = (d["ref_status"] == "ok") & _finite_positive(d["ref_peak_mem_bytes"])
+    d = d.assign(
+        efficiency=d["speedup_vs_full"] / d["promised_speedup"],
+        mem_vs_full=(d["peak_mem_bytes"] / d["ref_peak_mem_bytes"]).where(ref_ok),
+    )
+    cols = SHAPE_KEYS + ["impl_label", "variant", "promised_speedup", "theoretical_speedup",
+                         "speedup_vs_full", "efficiency", "mem_vs_full"]  # fmt: skip
     return d[cols].reset_index(drop=True)
 
 
@@ -276,55 +325,17 @@ def is_choice(df: pd.DataFrame) -> pd.Series:
 
 
 def best_map_table(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """The rows the best-implementation map draws: :func:`best_impl_table` at
-    one (group, layer, dtype, batch) (:func:`anchor_value`), plus a
-    ``channels`` label ``"C_in→C_out"``. Returns ``(table, anchor)``."""
+    """The rows the best-implementation map draws: :func:`best_impl_table` at one
+    (layer, dtype, batch) (:func:`anchor_value`), every group, plus a ``channels``
+    label ``"C_in→C_out"``. Returns ``(table, anchor)``."""
     best, anchor = best_impl_table(df), {}
     if best.empty:
         return best.assign(channels=[]), anchor
-    for key in ["group", "layer", "dtype", "batch"]:
+    for key in ["layer", "dtype", "batch"]:
         anchor[key] = anchor_value(best, key)
         best = best[best[key] == anchor[key]]
     channels = best["c_in"].astype(str) + "→" + best["c_out"].astype(str)
     return best.assign(channels=channels).reset_index(drop=True), anchor
-
-
-def roofline_dtype(df: pd.DataFrame) -> str | None:
-    """The dtype the roofline shows: float32 when swept, else the most common one.
-    One dtype only, because each has its own compute ceiling."""
-    dtypes = ok_rows(df)["dtype"]
-    if dtypes.empty:
-        return None
-    return "float32" if (dtypes == "float32").any() else str(dtypes.mode().iloc[0])
-
-
-def roofline_points(df: pd.DataFrame, dtype: str | None = None) -> pd.DataFrame:
-    """Ok rows of one dtype (:func:`roofline_dtype` by default) with ``intensity``
-    (MAC/byte = macs_formula ÷ bytes_moved_formula) and ``gmacs_per_s`` both
-    finite and positive."""
-    d = ok_rows(df)
-    d = d[d["dtype"] == (dtype or roofline_dtype(df))]
-    d = d.assign(intensity=d["macs_formula"] / d["bytes_moved_formula"])
-    d = d[_finite_positive(d["intensity"], d["gmacs_per_s"])]
-    return d[SHAPE_KEYS + ["impl_label", "intensity", "gmacs_per_s"]].reset_index(drop=True)
-
-
-def ceilings(env: dict, dtype: str = "float32") -> tuple[float | None, float | None]:
-    """``(compute ceiling in GMAC/s, peak_bandwidth_gb_per_s)`` from env.json; None when
-    absent. The compute ceiling matches ``dtype``: the float16/bfloat16 matmul peak, and
-    for float32 the TF32 peak when cuDNN convolutions may use TF32 (``allow_tf32_cudnn``)."""
-
-    def num(key):
-        try:
-            v = float(env.get(key))
-        except (TypeError, ValueError):
-            return None
-        return v if np.isfinite(v) and v > 0 else None
-
-    key = {"float16": "peak_gmacs_per_s_float16", "bfloat16": "peak_gmacs_per_s_bfloat16"}.get(
-        dtype, "peak_gmacs_per_s_tf32" if env.get("allow_tf32_cudnn") else "peak_gmacs_per_s"
-    )
-    return num(key) or num("peak_gmacs_per_s"), num("peak_bandwidth_gb_per_s")
 
 
 def profile_table(profile: pd.DataFrame | None, max_shapes: int = 4) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from matplotlib.ticker import FuncFormatter
 
 from ..judge.render_history import short
 from ..judge.trend import Series
-from .style import COLORS, DPI, new_figure
+from .style import DPI, color_of, new_figure
 
 
 def _name(impl: str) -> str:
@@ -39,7 +39,7 @@ def plot_implementation(slug: str, impl: str, series: list[Series], threshold: f
     """
     n = max(len(s.points) for s in series)
     fig, axes = new_figure(len(series), 1, (max(6.0, 0.22 * n + 3.0), 2.6 * len(series)))
-    color = COLORS.get(impl, "#08519c")
+    color = color_of(impl)  # the palette of every report plot
     for ax, s in zip(axes[:, 0], series, strict=True):
         x = np.arange(len(s.points))
         y = np.exp([p.y for p in s.points])

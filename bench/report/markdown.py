@@ -9,7 +9,6 @@ decides), so it is where an implementation's ranking changes.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 
@@ -32,12 +31,15 @@ ENV_FIRST = ["device_name", "cpu_model", "device", "threads", "torch", "cuda", "
 # plot name -> (heading, the question the plot answers)
 PLOTS = {
     "tradeoff": ("Compute versus memory (§3.4)", "How many MACs does each implementation save, "
-                 "and how much more working memory does it need than the full GConv?"),
-    "speedup": ("Measured versus theoretical speedup", "Does the MAC reduction turn into "
-                "speed? On the diagonal an implementation is as fast as its MAC count promises."),
+                 "and how much more working memory does it need than the full GConv? One panel "
+                 "per variant with a MAC cut; the `_` ticks are the formula working set."),
+    "speedup": ("Measured speedup versus the §3.4 promise", "Does the variant's MAC cut turn "
+                "into speed? On the diagonal an implementation is as fast as its variant's "
+                "§3.4 count promises (efficiency 1), whatever it executes."),
     "scaling": ("Scaling", "How does latency grow with channels and with resolution?"),
     "best_impl": ("Fastest implementation", "Which implementation is fastest for each "
-                  "(channels, k) at each resolution, and by how much over the full GConv?"),
+                  "(channels, k) at each resolution, for p4 and p4m, and by how much over the "
+                  "full GConv?"),
     "roofline": ("Roofline", "How close does each implementation come to the device's compute "
                  "and bandwidth ceilings?"),
     "profile": ("Where the time goes", "Which operators (filter construction, pointwise conv, "
@@ -55,13 +57,18 @@ def regime_of(h) -> pd.Series:
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Median speedup vs full and median efficiency per (device, pass,
-    implementation, regime) over ok non-reference rows; regime ``all`` too.
+    """Medians per (device, pass, implementation, regime) over ok non-reference rows
+    (:func:`bench.report.data.speedup_points`); regime ``all`` too.
 
-    Columns: device, pass, impl_label, regime, n, speedup, efficiency.
+    Columns: device, pass, impl_label, regime, n, speedup (over the full GConv),
+    efficiency (speedup ÷ the variant's §3.4 promise, the same scale for naive,
+    rearranged, fused and auto), promised (the variant's §3.4 MAC cut), executed
+    (the MAC cut of what the rows ran), memory (peak ÷ the full GConv's; NaN when
+    no row of the group has one).
     """
     pts = R.speedup_points(df)
-    cols = ["device", "pass", "impl_label", "regime", "n", "speedup", "efficiency"]
+    cols = ["device", "pass", "impl_label", "regime", "n", "speedup", "efficiency",
+            "promised", "executed", "memory"]  # fmt: skip
     if pts.empty:
         return pd.DataFrame(columns=cols)
     pts = pts.assign(regime=regime_of(pts["h"]))
@@ -71,6 +78,9 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         n=("speedup_vs_full", "size"),
         speedup=("speedup_vs_full", "median"),
         efficiency=("efficiency", "median"),
+        promised=("promised_speedup", "median"),
+        executed=("theoretical_speedup", "median"),
+        memory=("mem_vs_full", "median"),
     ).reset_index()
     return out[cols]
 
@@ -79,20 +89,27 @@ def best_per_regime(df: pd.DataFrame) -> pd.DataFrame:
     """Per (device, pass, regime): how many shapes each implementation wins.
 
     Columns: device, pass, regime, shapes, best (wins most shapes), wins,
-    median_speedup (of ``best`` over the shapes it won), runner_up.
+    median_speedup and median_memory (of ``best`` over the shapes it won: its
+    speedup and its peak memory ÷ the full GConv's), runner_up.
     """
     b = R.best_impl_table(df)
-    cols = ["device", "pass", "regime", "shapes", "best", "wins", "median_speedup", "runner_up"]
+    cols = ["device", "pass", "regime", "shapes", "best", "wins", "median_speedup",
+            "median_memory", "runner_up"]  # fmt: skip
     if b.empty:
         return pd.DataFrame(columns=cols)
+    mem = R.speedup_points(df)[R.BEST_KEYS + ["impl_label", "mem_vs_full"]]
+    mem = mem.rename(columns={"impl_label": "best"})
+    b = b.merge(mem, on=[*R.BEST_KEYS, "best"], how="left")
+    b.loc[b["best"] == R.REFERENCE, "mem_vs_full"] = 1.0
     b = b.assign(regime=regime_of(b["h"]))
     rows = []
     for (dev, p, reg), s in b.groupby(["device", "pass", "regime"]):
         wins = s["best"].value_counts()
         top = sorted(wins.index, key=lambda x: (-wins[x], x))
-        won = s[s["best"] == top[0]]["speedup_vs_full"]
+        won = s[s["best"] == top[0]]
         runner = f"{top[1]} ({wins[top[1]]})" if len(top) > 1 else "—"
-        rows.append((dev, p, reg, len(s), top[0], int(wins[top[0]]), won.median(), runner))
+        medians = won["speedup_vs_full"].median(), won["mem_vs_full"].median()
+        rows.append((dev, p, reg, len(s), top[0], int(wins[top[0]]), *medians, runner))
     out = pd.DataFrame(rows, columns=cols)
     rank = {name: i for i, (name, *_) in enumerate(REGIMES)}
     return out.sort_values(
@@ -210,22 +227,28 @@ def _mac_section(df: pd.DataFrame) -> str:
     return head + "\n\n" + md_table(["implementation", "shape", "formula", "measured"], rows) + more
 
 
+def _times(v) -> str:
+    return f"{v:.2f}×" if np.isfinite(v) else "—"
+
+
 def _summary_section(df: pd.DataFrame) -> str:
     s = summary_table(df)
     if s.empty:
         return "_No ok non-reference rows._"
     regimes = [r[0] for r in REGIMES if r[0] in set(s["regime"])] + ["all"]
-    heads = ["device", "pass", "implementation"] + [f"{r}: speedup / eff. (n)" for r in regimes]
+    heads = ["device", "pass", "implementation", "rows", "MAC cut promised (§3.4)",
+             "MAC cut executed"] + [f"{r}: speedup / eff." for r in regimes] + [
+             "memory × full"]  # fmt: skip
     rows = []
     for (dev, p, lab), g in s.groupby(["device", "pass", "impl_label"], sort=False):
         by = g.set_index("regime")
         cells = [
-            f"{by.at[r, 'speedup']:.2f}× / {by.at[r, 'efficiency']:.2f} ({by.at[r, 'n']})"
-            if r in by.index
-            else "—"
+            f"{by.at[r, 'speedup']:.2f}× / {by.at[r, 'efficiency']:.2f}" if r in by.index else "—"
             for r in regimes
         ]
-        rows.append((dev, p, lab, *cells))
+        every = by.loc["all"]
+        rows.append((dev, p, lab, int(every["n"]), _times(every["promised"]),
+                     _times(every["executed"]), *cells, _times(every["memory"])))  # fmt: skip
     order = {x: i for i, x in enumerate(R.impl_order(s["impl_label"]))}
     rows.sort(key=lambda r: (r[0], r[1], order[r[2]]))
     return md_table(heads, rows)
@@ -236,19 +259,11 @@ def _best_section(df: pd.DataFrame) -> str:
     if b.empty:
         return "_No ok rows._"
     rows = [
-        (dev, p, reg, n, best, f"{wins}/{n}", sp, runner)
-        for dev, p, reg, n, best, wins, sp, runner in b.itertuples(index=False, name=None)
+        (dev, p, reg, n, best, f"{wins}/{n}", _times(sp), _times(mem), runner)
+        for dev, p, reg, n, best, wins, sp, mem, runner in b.itertuples(index=False, name=None)
     ]
-    heads = [
-        "device",
-        "pass",
-        "regime",
-        "shapes",
-        "fastest most often",
-        "wins",
-        "its median speedup (×)",
-        "runner-up (wins)",
-    ]
+    heads = ["device", "pass", "regime", "shapes", "fastest most often", "wins",
+             "its median speedup", "its median memory × full", "runner-up (wins)"]  # fmt: skip
     return md_table(heads, rows)
 
 
@@ -276,14 +291,18 @@ def render_readme(res: R.Results, written: list[Path], skipped: dict[str, str]) 
     df = res.df
     names = {p.stem for p in written if p.suffix == ".png"}
     regimes = ", ".join(f"**{name}** {text}" for name, text, *_ in REGIMES)
+    n_impls, n_configs = R.count_implementations(df)
     parts = [
         f"# Benchmark results — {R.device_title(res.env)}",
         f"Generated by `python -m bench report` from `results.csv` ({len(df)} rows, "
-        f"{df['impl_label'].nunique()} implementations, "
-        f"{len(df.drop_duplicates(R.SHAPE_KEYS))} (shape, pass, dtype) cases). Reference: "
-        f"`{R.REFERENCE}` (the full GConv); speedup = its latency ÷ the implementation's, "
-        "efficiency = speedup ÷ theoretical (MAC) speedup. Only rows with status `ok` are "
-        "plotted and summarised.",
+        f"{n_impls} implementations in {n_configs} configurations (memory format, "
+        f"compilation), {len(df.drop_duplicates(R.SHAPE_KEYS))} (shape, pass, dtype) cases). "
+        f"Reference: `{R.REFERENCE}` (the full GConv); speedup = its latency ÷ the "
+        "implementation's; **efficiency = speedup ÷ the variant's §3.4 MAC promise** (full "
+        "MACs ÷ the rearranged count of that variant), for every implementation of the "
+        "variant (naive, fused and auto included), so they share one scale; the MAC cut "
+        "an implementation executes is its own column; memory = peak ÷ the full GConv's "
+        "on the same shape. Only rows with status `ok` are plotted and summarised.",
     ]
     warning = banner(res.env.get("contention"))
     if warning:
@@ -305,11 +324,13 @@ def render_readme(res: R.Results, written: list[Path], skipped: dict[str, str]) 
     ]
     parts += [
         "## Summary per implementation",
-        f"Regimes by input resolution: {regimes}. Cells: median speedup over the full "
-        "GConv / median efficiency (number of rows).",
+        f"Regimes by input resolution: {regimes}. Medians over the rows: speedup over the "
+        "full GConv / efficiency against the variant's §3.4 promise; MAC cuts and memory "
+        "over all rows of the implementation.",
         _summary_section(df),
         "## Best implementation per regime",
-        "The implementation with the lowest latency on the most shapes of the regime.",
+        "The implementation with the lowest latency on the most shapes of the regime; its "
+        "speedup and memory (× the full GConv) are medians over the shapes it won.",
         _best_section(df),
     ]
     if res.models is not None:
@@ -330,55 +351,4 @@ def render_readme(res: R.Results, written: list[Path], skipped: dict[str, str]) 
 def write_readme(res: R.Results, written: list[Path], skipped: dict[str, str]) -> Path:
     path = res.directory / "README.md"
     path.write_text(render_readme(res, written, skipped), encoding="utf-8")
-    return path
-
-
-# ---------------------------------------------------------------------- #
-DATE_KEYS = ("date", "timestamp", "started_at", "started", "created", "time")
-PROFILE_KEYS = ("profile", "sweep_profile", "sweep")
-
-
-def _folder_line(folder: Path) -> tuple:
-    env = {}
-    try:
-        env = json.loads((folder / "env.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        pass
-    env = env if isinstance(env, dict) else {}
-    name = R.device_name(env) if env else "?"
-    date = next((str(env[k])[:10] for k in DATE_KEYS if env.get(k)), None)
-    if date is None:
-        mtime = (folder / "results.csv").stat().st_mtime
-        date = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).strftime("%Y-%m-%d")
-    profile = next((str(env[k]) for k in PROFILE_KEYS if env.get(k)), "—")
-    try:
-        rows = str(len(pd.read_csv(folder / "results.csv")))
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
-        rows = "unreadable"
-    target = f"{folder.name}/README.md" if (folder / "README.md").is_file() else f"{folder.name}/"
-    return (f"[{folder.name}]({target})", name, date, profile, rows)
-
-
-def render_results_index(results_root: Path) -> str:
-    folders = sorted(p for p in Path(results_root).iterdir() if (p / "results.csv").is_file())
-    head = [
-        "# Published results",
-        "One folder per device, published with `python -m bench run --out "
-        "results/<device-slug>` (a plain run writes to the ignored `results/local/`): "
-        "`results.csv`, `env.json`, `benchmark.json`, `profile.csv`, and the `plots/` and "
-        "`README.md` of `python -m bench report`. This index is generated (it is rewritten "
-        "whenever a folder directly in `results/` is reported); do not edit it by hand.",
-    ]
-    if not folders:
-        return "\n\n".join([*head, "_No device folders yet._"]) + "\n"
-    table = md_table(
-        ["folder", "device", "date", "profile", "rows"], [_folder_line(f) for f in folders]
-    )
-    return "\n\n".join([*head, table]) + "\n"
-
-
-def write_results_index(results_root: Path) -> Path:
-    """Write ``results_root/README.md``: one line per folder holding a results.csv."""
-    path = Path(results_root) / "README.md"
-    path.write_text(render_results_index(results_root), encoding="utf-8")
     return path

@@ -1,11 +1,22 @@
-"""The look shared by every plot: colours per implementation, markers, figure helpers.
+"""The look shared by every plot: one style per implementation, markers, figure helpers.
 
-Colours: one hue per variant, light for naive, dark for rearranged; the same
-implementation has the same colour in every plot. Figures are built without
-pyplot (no global state) on the Agg canvas.
+An implementation's look is a pure function of its label (:func:`impl_style`),
+so it is the same in every plot and does not depend on what else is drawn:
+
+* **hue per variant**: full grey, g blue, gc orange, dense green (any other
+  variant a purple);
+* **lightness and marker per implementation**: rearranged dark ``s``, fused
+  ``D``, naive ``o``, auto light ``^`` (the reference, full/naive, near black);
+* **channels_last**: hollow marker, dashed line;
+* **compiled**: a larger marker with a black edge (coloured when hollow), dotted
+  line (dash-dot with channels_last).
+
+Figures are built without pyplot (no global state) on the Agg canvas.
 """
 
 from __future__ import annotations
+
+import colorsys
 
 import numpy as np
 import pandas as pd
@@ -24,56 +35,106 @@ STYLE = {
     "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11, "axes.grid": True,
     "grid.alpha": 0.3, "svg.hashsalt": "sepgconv", "svg.fonttype": "none",
 }
-COLORS = {
-    "full/naive": "#404040", "g/naive": "#6baed6", "g/rearranged": "#08519c",
-    "gc/naive": "#fd8d3c", "gc/rearranged": "#a63603", "dense/torch": "#31a354",
-    "full/auto": "#969696", "g/auto": "#9e9ac8", "gc/auto": "#fdae6b", "g/fused": "#3f007d",
-    "gc/fused": "#7f2704",
-}
-ABBREV = {
-    "full/naive": "full", "g/naive": "g·n", "g/rearranged": "g·r", "gc/naive": "gc·n",
-    "gc/rearranged": "gc·r", "dense/torch": "dense", "full/auto": "full·a", "g/auto": "g·a",
-    "gc/auto": "gc·a", "g/fused": "g·f", "gc/fused": "gc·f",
-}
+#: variant -> (hue, saturation) in HLS; full is grey
+VARIANT_HUE = {"full": (0.0, 0.0), "g": (0.58, 0.75), "gc": (0.06, 0.85), "dense": (0.36, 0.6)}
+OTHER_HUE = (0.8, 0.5)  # a variant not listed (a peer library's)
+#: impl -> lightness (HLS) and marker; full/naive, the reference, is darker still
+IMPL_LIGHTNESS = {"rearranged": 0.28, "fused": 0.42, "naive": 0.58, "auto": 0.74, "torch": 0.45}
+IMPL_MARKER = {"naive": "o", "rearranged": "s", "fused": "D", "auto": "^", "torch": "v"}
+OTHER_LIGHTNESS, OTHER_MARKER = 0.5, "X"
+REFERENCE_LIGHTNESS = 0.22
+ABBREV_IMPL = {"naive": "n", "rearranged": "r", "fused": "f", "auto": "a", "torch": ""}
 # fmt: on
-# labels beyond COLORS (channels_last " cl", compiled, peers) take these in order
-EXTRA_COLORS = [
-    "#756bb1",
-    "#e7298a",
-    "#8c6d31",
-    "#17becf",
-    "#bcbd22",
-    "#d62728",
-    "#1b9e77",
-    "#e6ab02",
-    "#66a61e",
-    "#a6761d",
-    "#7570b3",
-    "#e41a1c",
-]  # fmt: skip
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 CATEGORIES = ["filter construction", "pointwise conv", "copies/permutes", "spatial conv", "other"]
 CATEGORY_COLORS = ["#8c564b", "#1f77b4", "#d62728", "#2ca02c", "#c7c7c7"]
+EXTRA_CATEGORY_COLORS = ["#9467bd", "#e377c2", "#bcbd22", "#17becf", "#7f7f7f"]
 NOTE = {"fontsize": 9, "color": "0.35"}
-REF_STAR = {"marker": "*", "s": 150, "color": COLORS["full/naive"], "zorder": 5}
 
 
-class Skip(Exception):
-    """Nothing to draw; the message says why (it goes into the README)."""
+def split_label(label: str) -> tuple[str, str, bool, bool]:
+    """``"gc/rearranged cl compiled"`` -> ``("gc", "rearranged", True, True)``:
+    variant, impl, channels_last, compiled (see :func:`bench.report.data.impl_label`)."""
+    base, *how = str(label).split(" ")
+    variant, _, impl = base.partition("/")
+    return variant, impl, "cl" in how, "compiled" in how
 
 
-def color_of(label: str, order: list[str]) -> str:
-    if label in COLORS:
-        return COLORS[label]
-    extra = [x for x in order if x not in COLORS]
-    return EXTRA_COLORS[extra.index(label) % len(EXTRA_COLORS)] if label in extra else "k"
+def color_of(label: str) -> tuple[float, float, float]:
+    """The RGB colour of an implementation label: hue by variant, lightness by impl
+    (a pure function of the label: the same in every plot)."""
+    variant, impl, _, _ = split_label(label)
+    hue, sat = VARIANT_HUE.get(variant, OTHER_HUE)
+    light = IMPL_LIGHTNESS.get(impl, OTHER_LIGHTNESS)
+    if f"{variant}/{impl}" == R.REFERENCE:
+        light = REFERENCE_LIGHTNESS
+    return tuple(round(c, 4) for c in colorsys.hls_to_rgb(hue, light, sat))
+
+
+def impl_style(label: str) -> dict:
+    """Everything that draws one implementation: ``color``, ``marker``, ``filled``
+    (False for channels_last), ``edgecolor`` (black when compiled and filled: a hollow
+    marker keeps its colour on the edge), ``size`` (× 1.5 when compiled), ``linestyle``."""
+    _, impl, cl, compiled = split_label(label)
+    color = color_of(label)
+    ls = {(False, False): "-", (True, False): "--", (False, True): ":", (True, True): "-."}
+    return {
+        "color": color,
+        "marker": IMPL_MARKER.get(impl, OTHER_MARKER),
+        "filled": not cl,
+        "edgecolor": "black" if compiled and not cl else color,
+        "size": 1.5 if compiled else 1.0,
+        "linestyle": ls[(cl, compiled)],
+    }
+
+
+def scatter_kw(label: str, s: float = 34) -> dict:
+    """``ax.scatter`` keywords drawing ``label`` as :func:`impl_style` says."""
+    st = impl_style(label)
+    return {
+        "s": s * st["size"] ** 2,
+        "marker": st["marker"],
+        "facecolors": st["color"] if st["filled"] else "none",
+        "edgecolors": st["edgecolor"],
+        "linewidths": 1.6 if st["size"] > 1 or not st["filled"] else 0.6,
+    }
+
+
+def line_kw(label: str, ms: float = 5) -> dict:
+    """``ax.plot`` keywords drawing ``label`` as :func:`impl_style` says."""
+    st = impl_style(label)
+    return {
+        "color": st["color"],
+        "ls": st["linestyle"],
+        "marker": st["marker"],
+        "ms": ms * st["size"],
+        "mfc": st["color"] if st["filled"] else "none",
+        "mec": st["edgecolor"],
+    }
+
+
+def handle(label: str, text: str | None = None, line: bool = False) -> Line2D:
+    """A legend entry drawn exactly as the plots draw ``label``."""
+    kw = line_kw(label, ms=7)
+    if not line:
+        kw["ls"] = ""
+    return Line2D([], [], label=text or label, **kw)
 
 
 def abbrev(label: str) -> str:
     """Short label: ``gc·r``, with ``cl`` / ``comp`` after it when run so."""
-    base, *how = label.split(" ")
-    short = ABBREV.get(base, base.replace("/", "·"))
-    return " ".join([short, *("comp" if h == "compiled" else h for h in how)])
+    variant, impl, cl, compiled = split_label(label)
+    base = str(label).split(" ")[0]
+    if base == R.REFERENCE:
+        short = "full"
+    elif impl in ABBREV_IMPL:
+        short = f"{variant}·{ABBREV_IMPL[impl]}" if ABBREV_IMPL[impl] else variant
+    else:
+        short = base.replace("/", "·")
+    return " ".join([short, *(["cl"] if cl else []), *(["comp"] if compiled else [])])
+
+
+class Skip(Exception):
+    """Nothing to draw; the message says why (it goes into the README)."""
 
 
 def suptitle(fig, what: str, env: dict) -> None:
@@ -114,10 +175,10 @@ def panels(d: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(" · ".join(map(str, key)), sub) for key, sub in d.groupby(dims, sort=True)]
 
 
-def legend(fig, order, extra=()):
-    """Implementation colours (and ``extra`` handles) outside the axes, right."""
-    handles = [Line2D([], [], ls="", marker="o", ms=7, color=color_of(x, order), label=x)
-               for x in order]  # fmt: skip
+def legend(fig, order, extra=(), line=False):
+    """One entry per implementation, drawn as the plots draw it (:func:`handle`),
+    then the ``extra`` handles; outside the axes, right."""
+    handles = [handle(x, line=line) for x in order]
     fig.legend(handles=[*handles, *extra], loc="outside right upper", frameon=False)
 
 
@@ -131,24 +192,17 @@ def loglog(ax, title, xlabel, xlim, ylim):
     tidy_log(ax)
 
 
-def scatter_panels(pts, x, y, xlabel, ylabel, lim_x, lim_y, marker_by_k=False):
-    """One log-log panel per pass; one scatter per implementation (and k)."""
+def scatter_panels(pts, x, y, xlabel, ylabel, lim_x, lim_y):
+    """One log-log panel per pass; one scatter per implementation, styled by
+    :func:`scatter_kw` (gid ``measured:<label>``)."""
     per_pass = panels(pts)
     order = R.impl_order(pts["impl_label"])
-    ks = sorted(pts["k"].unique()) if marker_by_k else [None]
-    marker = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(ks)}
-    fig, axes = new_figure(1, len(per_pass), (4.2 * len(per_pass) + 2.2, 5), sharey=True)
+    fig, axes = new_figure(1, len(per_pass), (4.2 * len(per_pass) + 2.4, 5), sharey=True)
     for ax, (name, sub) in zip(axes[0], per_pass, strict=True):
         for label in order:
-            for k in ks:
-                s = sub[(sub["impl_label"] == label) & ((sub["k"] == k) if k else True)]
-                gid = f"measured:{label}" + (f":k{k}" if k else "")
-                if not s.empty:
-                    ax.scatter(s[x], s[y], s=34, color=color_of(label, order), alpha=0.85,
-                               marker=marker[k], gid=gid)  # fmt: skip
+            s = sub[sub["impl_label"] == label]
+            if not s.empty:
+                ax.scatter(s[x], s[y], alpha=0.85, gid=f"measured:{label}", **scatter_kw(label))
         loglog(ax, f"pass: {name}", xlabel, lim_x, lim_y)
     axes[0][0].set_ylabel(ylabel)
-    ktags = [
-        Line2D([], [], ls="", marker=marker[k], color="0.3", label=f"k = {k}") for k in ks if k
-    ]
-    return fig, axes, per_pass, order, ktags
+    return fig, axes, per_pass, order

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sepgconv.counting import macs_section34
+
 from ..measure.timing import Samples
 from ..sweep.shapes import PARAM_KEYS
 
@@ -75,7 +77,9 @@ class Result:
     ``macs_match`` is False when fvcore disagrees with the formula (the status
     stays ``ok``: the row is timed but flagged). ``speedup_vs_full`` = full/naive
     median ÷ this median, ``theoretical_speedup`` = full MACs ÷ this row's
-    formula MACs, ``efficiency`` = their ratio.
+    formula MACs (what it executes), ``efficiency`` = ``speedup_vs_full`` ÷ the
+    variant's §3.4 promise (:func:`promised_speedup`), the same scale for naive,
+    rearranged, fused and auto.
 
     Model rows: ``macs`` per sample by the paper's convention, ``macs_executed``
     by what the implementation runs; ``speedup_vs_naive`` = the naive model's
@@ -207,6 +211,18 @@ def pass_mac_factor(pass_: str, layer: str) -> int:
     return 2 if layer == "lifting" else 3
 
 
+def promised_speedup(result: Result) -> float | None:
+    """The variant's §3.4 promise: full GConv MACs ÷ the rearranged count of the
+    row's variant, whatever the implementation executes (DESIGN §4); 1 for the full
+    GConv and a dense conv holding F̃, the row's own cut for a variant without a
+    §3.4 count (a peer library's)."""
+    if result.variant in ("g", "gc"):
+        shape = (result.c_in, result.c_out, result.g_in, result.g_out, result.k, result.h,
+                 result.w)  # fmt: skip
+        return macs_section34("full", *shape) / macs_section34(result.variant, *shape)
+    return 1.0 if result.variant in ("full", "dense") else result.theoretical_speedup
+
+
 def derive(result: Result, reference_ms: float | None, full_macs: int | None) -> None:
     """Fill ``gmacs_per_s``, ``speedup_vs_full``, ``theoretical_speedup``, ``efficiency``."""
     med = result.latency_ms_median
@@ -219,5 +235,6 @@ def derive(result: Result, reference_ms: float | None, full_macs: int | None) ->
         result.gmacs_per_s = executed / (med * 1e-3) / 1e9
     if reference_ms:
         result.speedup_vs_full = reference_ms / med
-        if result.theoretical_speedup:
-            result.efficiency = result.speedup_vs_full / result.theoretical_speedup
+        promise = promised_speedup(result)
+        if promise:
+            result.efficiency = result.speedup_vs_full / promise

@@ -30,7 +30,7 @@ from .record import SCHEMA_VERSION, Result
 LOCAL_RESULTS = Path("results") / "local"
 #: torch threads of a CPU run unless --threads says otherwise: one thread gave the
 #: steadiest in-run ratios on the project's shared 2-core VM, quiet and loaded
-#: (README, "Timing that holds on a shared machine"; ``python -m bench stability``)
+#: (docs/contention.md, "Timing that holds on a shared machine"; ``python -m bench stability``)
 CPU_THREADS = 1
 RESULTS_CSV = "results.csv"
 SAMPLES_JSONL = "samples.jsonl"
