@@ -9,7 +9,11 @@ cannot show:
   up to float32 rounding;
 * CUDA-event timing measures the GPU's work, not the launch;
 * the CUDA allocator's peak above what was allocated before is the call's
-  working memory; NVML answers; ``env.json`` names the GPU and its clocks.
+  working memory; NVML answers; ``env.json`` names the GPU and its clocks;
+* a quiet run is not disturbed by its own boost clock, and a second process
+  running matmuls on the GPU is caught (``-k contention``: run these alone, with
+  no other process on the GPU, as ``tools/gpu-run.sh`` does);
+* the precompiled Triton kernels land in Triton's disk cache.
 """
 
 from __future__ import annotations
@@ -126,7 +130,7 @@ def test_env_names_the_gpu_and_nvml_its_clocks():
         assert state["sm_clock_mhz"] > 0 and "throttle_reasons" in state
 
 
-def test_a_quiet_gpu_run_is_not_disturbed_by_its_own_boost():
+def test_contention_a_quiet_gpu_run_is_not_disturbed_by_its_own_boost():
     # the first H200 run was flagged for "GPU SM clock moved 345 -> 1980 MHz"
     watch = contention.RunWatch("cuda", torch.get_num_threads(), settle_s=0.2)
     assert watch.gpu_start.get("loaded") and watch.gpu_start["sm_clock_mhz"] > 0
@@ -143,7 +147,7 @@ def test_a_quiet_gpu_run_is_not_disturbed_by_its_own_boost():
     assert gpu_only == [], verdict["reasons"]
 
 
-def test_a_second_process_running_matmuls_on_the_gpu_is_caught():
+def test_contention_a_second_process_running_matmuls_on_the_gpu_is_caught():
     env.warm_gpu("cuda")
     gpu_probe.probe("cuda").set_reference()
     start = contention.read_counters()

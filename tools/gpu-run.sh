@@ -6,12 +6,13 @@
 #
 # Sized from the first H200 run (shared/evidence/h200-2026-12-04) with the cost model
 # bench.sweep.cost (`python -m bench run --profile full --estimate`): ~7 min, every
-# cap below, their sum 470 s, so a 15-min GPU budget leaves room for a rerun.
+# cap below, their sum 480 s, so a 15-min GPU budget leaves room for a rerun.
 #   0. fvcore's wheels (the GPU machine has no network); in the background, the full
 #      profile's Triton kernels compile into the disk cache on 10 of the 16 cores
 #      (`bench run --precompile-only`, ~70 s by the model) while the tests run;
 #   1. the GPU tests, all of them, in three processes (tests/test_on_gpu.py without
-#      and with impl="auto", and the CUDA-path tests); the first run's took 85 s alone;
+#      and with impl="auto", and the CUDA-path tests; the first run's took 85 s in
+#      one), then the contention tests alone on the GPU once the precompile is done;
 #   2. the smoke sweep (its own kernels: ~45 s cold by the model);
 #   3. the `full` profile (the README's main job on CUDA) with --time-limit: ~5 min by
 #      the model with a cold cache, ~2.5 min warm; shapes in an order whose every
@@ -23,12 +24,12 @@
 # results are archived after each step. Nothing here changes the GPU's settings.
 # DEVICE=cpu PROFILE=smoke (without --cpu-check) rehearses the GPU path itself.
 set -u
-TESTS_S=${TESTS_S:-80}
-SMOKE_S=${SMOKE_S:-55}
+TESTS_S=${TESTS_S:-75}
+SMOKE_S=${SMOKE_S:-50}
 SWEEP_S=${SWEEP_S:-180}   # the sweep's --time-limit; its cap adds 45 s (last shape, trace)
 MODELS_S=${MODELS_S:-60}
 REPORT_S=${REPORT_S:-25}
-PRECOMPILE_WORKERS=${PRECOMPILE_WORKERS:-10}
+PRECOMPILE_WORKERS=${PRECOMPILE_WORKERS:-8}
 WHEELS=${WHEELS:-.device/wheels}
 OUT=${OUT:-/tmp/gpu-run-out}
 WORK=${WORK:-/tmp/gpu-run-work}  # the smoke sweep's folder (and --cpu-check's results)
@@ -75,9 +76,11 @@ pack() {  # the results so far, so that an overrun later still leaves an archive
 tests() {  # three pytest processes at once (the GPU tests mostly wait on Triton compiles)
   local t0=$SECONDS pids=() rc=0
   trap 'kill -INT "${pids[@]}" 2>/dev/null' INT TERM  # the cap reaches the pytest processes
-  python3 -m pytest -q -p no:cacheprovider -rs "$gpu_tests" -k "not auto" > "$OUT/tests-gpu.log" 2>&1 &
+  python3 -m pytest -q -p no:cacheprovider -rs "$gpu_tests" -k "not auto and not contention" \
+    > "$OUT/tests-gpu.log" 2>&1 &
   pids+=($!)
-  python3 -m pytest -q -p no:cacheprovider -rs "$gpu_tests" -k auto > "$OUT/tests-auto.log" 2>&1 &
+  python3 -m pytest -q -p no:cacheprovider -rs "$gpu_tests" -k "auto and not contention" \
+    > "$OUT/tests-auto.log" 2>&1 &
   pids+=($!)
   python3 -m pytest -q -p no:cacheprovider -rs "$path_tests" > "$OUT/tests-paths.log" 2>&1 &
   pids+=($!)
@@ -103,10 +106,14 @@ torch.cuda.is_available(), 'triton', triton.__version__)" 2>&1
   export OUT gpu_tests path_tests
   capped "$TESTS_S" tests.log bash -c tests
   wait "$pre"; echo "[precompile.log] exit $? ($(tail -n 1 "$OUT/precompile.log" | cut -c1-300))"
+  # alone on the GPU: a quiet run is quiet, a planted neighbour is caught
+  capped 40 contention.log python3 -m pytest -q -p no:cacheprovider -rs "$gpu_tests" \
+    -k contention
   capped "$SMOKE_S" smoke.log python3 -m bench run --device "$device" --profile smoke \
     --no-report --no-profile --out "$WORK/smoke"
+  # (compiled above: --precompile-workers 0; a kernel the precompile missed compiles at use)
   capped $((SWEEP_S + 45)) sweep.log python3 -m bench run --device "$device" \
-    --profile "$profile" --time-limit "$SWEEP_S" --no-report --out "$dest"
+    --profile "$profile" --time-limit "$SWEEP_S" --precompile-workers 0 --no-report --out "$dest"
   pack
   # shellcheck disable=SC2086  # $models is one option and its value
   capped "$MODELS_S" models.log python3 -m bench models --device "$device" --quick \
