@@ -116,7 +116,11 @@ def test_smoke_counts_and_ratios(smoke):
         if r["status"] != "ok":
             continue
         assert r["macs_measured"] == r["macs_formula"] and r["macs_match"] == "True"
-        assert float(r["latency_ms_median"]) > 0 and int(r["n_samples"]) >= 5
+        assert float(r["latency_ms_median"]) > 0
+        if r["sampling"]:  # a row 20x slower than full/naive: the stated few samples
+            assert int(r["n_samples"]) == 3 and "the reference's call" in r["sampling"]
+        else:
+            assert int(r["n_samples"]) >= 5
         assert int(r["peak_mem_bytes"]) > 0
         # the derived columns against the full GConv's row of the same shape and pass
         ref = by_key[shapes.params_key(r | reference)]
