@@ -17,7 +17,7 @@ def test_one_task_per_kernel_and_compile_constants_heaviest_first():
     fused = [c for c in cases if c.impl.impl == "fused"]
     wanted = set()
     for c in fused:
-        wanted.update(cost._fused_keys(c.shape, c.impl.variant, c.pass_, specialize=True)[0])
+        wanted.update(cost._fused_keys(c.shape, c.impl.variant, c.pass_)[0])
     assert set(sigs) == wanted  # every kernel a fused row needs, each once
     ks = [shape.k for shape, *_ in sigs.values()]
     assert ks == sorted(ks, reverse=True)  # the long poles (large k) start first

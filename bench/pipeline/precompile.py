@@ -35,7 +35,7 @@ def signatures(cases: list[Case]) -> dict[tuple, tuple[Shape, str, str, str]]:
     for c in cases:
         if c.impl.impl != "fused" or c.impl.compiled:
             continue
-        keys, _ = cost._fused_keys(c.shape, c.impl.variant, c.pass_, specialize=True)
+        keys, _ = cost._fused_keys(c.shape, c.impl.variant, c.pass_)
         for key in keys:
             out.setdefault(key, (c.shape, c.impl.variant, c.pass_, key[0]))
     return dict(sorted(out.items(), key=lambda kv: -kv[1][0].k))

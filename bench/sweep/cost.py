@@ -254,12 +254,38 @@ class Estimate:
         )
 
 
-def _fused_keys(shape: Shape, variant: str, pass_: str, specialize: bool):
+#: the autotune keys' size arguments per kernel at the time of the evidence
+DEFAULT_KEYS = {
+    "fwd": ["C_IN", "G_IN", "IS_GC", "NH", "H", "W", "STRIDE", "PAD", "K"],
+    "g_dx": ["C_IN", "G_IN", "NH", "H", "W", "STRIDE", "PAD", "K"],
+    "gc_dx": ["CG", "NH", "H", "W", "STRIDE", "PAD", "K"],
+    "g_wgrad": ["B", "C_IN", "G_IN", "SPLITS", "NH", "H", "W", "STRIDE", "PAD", "K"],
+    "gc_dk": ["B", "CG", "SPLITS", "NH", "H", "W", "STRIDE", "PAD", "K"],
+    "gc_dw": ["B", "CG", "SPLITS", "NH", "H", "W", "STRIDE", "PAD", "K"],
+}
+
+
+def launcher_facts() -> tuple[dict[str, list[str]], bool]:
+    """``({kernel: autotune key names}, sizes specialised)`` of the launcher (Triton
+    needed), or of the evidence's launcher: keys with H, W, B and specialised sizes."""
+    try:
+        from sepgconv.fused import launch
+    except Exception:  # noqa: BLE001
+        return DEFAULT_KEYS, True
+    keys = {name: list(entry[2]) for name, entry in launch._KERNELS.items()}
+    return keys, not hasattr(launch, "runtime_ints")
+
+
+def _fused_keys(shape: Shape, variant: str, pass_: str, specialize: bool | None = None):
     """(compile keys, autotune keys) of a fused row: the kernels' compile-time
-    constants (tile plan, k, groups, dtype; with ``specialize``, Triton's
-    specialisation of integer arguments divisible by 16) and their autotune keys."""
+    constants (tile plan, k, groups, dtype; when the launcher lets Triton specialise
+    integer arguments, their divisibility by 16) and their autotune keys (the
+    launcher's key arguments)."""
     from sepgconv.fused import tiling
 
+    key_names, specialised = launcher_facts()
+    if specialize is None:
+        specialize = specialised
     ls = shape.layer_shape()
     tile = tiling.plan_for(ls, variant)
     const = (variant, shape.k, shape.g_in, shape.dtype, tile.th, tile.tw, tile.halo_pix)
@@ -267,8 +293,19 @@ def _fused_keys(shape: Shape, variant: str, pass_: str, specialize: bool):
     if specialize:
         ints = (*sizes, tile.tiles_w, ls.h_out * ls.w_out)
         const += tuple((v % 16 == 0, v == 1) for v in ints)
+    values = {
+        "C_IN": shape.c_in, "G_IN": shape.g_in, "NH": shape.c_out * shape.g_out,
+        "CG": shape.c_in * shape.g_in, "H": shape.h, "W": shape.w, "B": shape.batch,
+        "K": shape.k, "STRIDE": 1, "PAD": shape.k // 2, "IS_GC": variant == "gc",
+        "SPLITS": shape.batch,  # stands in: the split count follows the batch
+    }  # fmt: skip
     kernels = FUSED_KERNELS[(variant, pass_)]
-    return [(k, *const) for k in kernels], [(k, *const, *sizes) for k in kernels]
+    compiles = [(k, *const) for k in kernels]
+    tunes = [
+        (k, shape.dtype, *(values.get(n) for n in key_names.get(k, DEFAULT_KEYS[k])))
+        for k in kernels
+    ]
+    return compiles, tunes
 
 
 def estimate(
@@ -276,7 +313,7 @@ def estimate(
     timing: Timing,
     dev: DeviceCosts = H200,
     warm_triton: bool = False,
-    specialize: bool = True,
+    specialize: bool | None = None,
     workers: int = 1,
 ) -> Estimate:
     """The cost of running ``cases`` (one process, in order) on ``dev``.
@@ -287,7 +324,8 @@ def estimate(
         warm_triton: Triton's on-disk cache already holds the compiled kernels (a
             second run on the same machine): autotune benchmarks, no compiles.
         specialize: the kernels let Triton specialise their size arguments (each
-            new divisibility-by-16 pattern is a new compile).
+            new divisibility-by-16 pattern is a new compile); default: as the
+            launcher does.
         workers: processes compiling before the sweep (``--precompile-workers``):
             the compile time is then the longest of the workers' shares.
     """
