@@ -248,14 +248,23 @@ class _Auto:
         return self.choice(x).impl
 
     def executed_impl(self, h: int, w: int, batch: int = 1) -> type:
-        """The class an inference call on a ``batch×…×h×w`` input runs (chosen if needed)."""
+        """The class an inference call (eval mode, no_grad: what fvcore counts, see
+        :func:`sepgconv.counting.measure_macs`) on a ``batch×…×h×w`` input runs
+        (chosen if needed; the key tells train and eval mode apart)."""
         shape = (batch, self.in_channels) + (() if self.lifting else (self.g_in,)) + (h, w)
         with _own_rng(self.device):
             x = torch.randn(shape, device=self.device, dtype=self.dtype)
         if self.memory_format != "auto":
             x = layout.to_memory_format(x, self.memory_format)
-        with torch.no_grad():
-            return type(self._delegate_for(x))
+        was = self.training
+        try:
+            if was:
+                self.train(False)
+            with torch.no_grad():
+                return type(self._delegate_for(x))
+        finally:
+            if was:
+                self.train(True)
 
     # ------------------------------------------------------------------ #
     # module plumbing
