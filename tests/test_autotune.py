@@ -519,6 +519,32 @@ def test_one_slow_call_is_not_enough_to_abandon(monkeypatch):
     assert timing.best == "jumpy"
 
 
+def test_an_abandoned_candidate_never_wins():
+    # seen on the loaded CPU: the leader's rounds ran under load (20 ms) after a quiet
+    # sizing call (1 ms); the abandoned one's two quiet calls (10 ms) have the lower
+    # median, but two calls 10x behind do not outvote the rounds
+    autotune.set_budget(10.0, min_rounds=3, max_rounds=3, limit_s=100.0)
+    clock = FakeClock()
+    costs = {  # warm-up, sizing call, then the rounds (under load)
+        "fast": iter([1e-3, 1e-3] + [20e-3] * 10),
+        "mid": iter([1.5e-3, 1.5e-3] + [21e-3] * 10),
+        "slow": iter([10e-3] * 10),
+    }
+
+    def runner(name):
+        def run():
+            clock.t += next(costs[name])
+
+        return run
+
+    timing = autotune.time_candidates(
+        {name: runner(name) for name in costs}, torch.device("cpu"), clock=clock
+    )
+    assert "slow" in timing.abandoned
+    assert timing.medians["slow"] < timing.medians["fast"]
+    assert timing.best == "fast"
+
+
 def test_successive_halving_keeps_the_fastest_half(monkeypatch):
     autotune.set_budget(10.0, min_rounds=3, max_rounds=10, limit_s=100.0)
     costs = {"a": 1.0e-3, "b": 1.1e-3, "c": 1.2e-3, "d": 1.25e-3}  # all within 3x
