@@ -9,6 +9,19 @@ parameter dict **is** the auto layer's (``_parameters`` shared, so
 ``torch.export``'s parameter swaps reach it). Delegates live in a plain dict,
 not as submodules: they appear in neither ``state_dict`` nor ``modules()``.
 
+The hot path: once a choice is made for an input, the layer remembers its
+delegate under a cheap *signature* of the call — ``(x.shape, x.dtype,
+x.device, x.stride(), grad mode, x.requires_grad, whether a parameter wants
+its gradient, train/eval, threads, TF32/cuDNN flags)``, every input of the
+cache key (:func:`sepgconv.autotune.make_key`) other than the layer's own
+configuration — and a later call with the same signature is one dict lookup
+followed by the delegate's computation: no input check (the signature was
+checked when it was first seen), no key string, no format probe. A miss takes
+the full path (check, key, cache lookup or timing). The remembered delegates
+are forgotten when the cache's generation moves (:func:`autotune.clear`,
+:func:`autotune.load`, trust returning) and when the layer moves
+(``.to()``, ``.double()``, ...).
+
 Rule under torch.compile / torch.export: the choice is made eagerly, outside
 any graph. In an eager call it is looked up in (or timed into) the cache.
 Under ``torch.compile`` a layer whose choice for the key is not yet known
@@ -40,18 +53,49 @@ class _Auto:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._delegates: dict[tuple[str, str, str], GConv2d] = {}  # (impl, format, device)
-        # (cache generation, shape, dtype, device, input format, pass) -> delegate / Choice
+        # (cache generation, cache key) -> delegate / Choice
         self._chosen: dict[tuple, GConv2d] = {}
         self._choices: dict[tuple, autotune.Choice] = {}
+        # the hot path: call signature -> delegate, valid for one cache generation
+        self._fast: dict[tuple, GConv2d] = {}
+        self._fast_generation = autotune.generation[0]
 
     # ------------------------------------------------------------------ #
     # forward: look the delegate up, run it
     # ------------------------------------------------------------------ #
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+            if self._fast_generation != autotune.generation[0]:
+                self._fast.clear()
+                self._fast_generation = autotune.generation[0]
+            try:
+                delegate = self._fast.get(self._signature(x))
+            except AttributeError:  # not a tensor: the full path says what is wrong
+                delegate = None
+            if delegate is not None:
+                return delegate._forward(x)
         self._check_input(x)
         return self._delegate_for(x)._forward(x)
 
+    def _signature(self, x: torch.Tensor) -> tuple:
+        """Everything the cache key takes from the call (see the module doc), cheaply."""
+        grad = torch.is_grad_enabled()
+        return (
+            x.shape,
+            x.dtype,
+            x.device,
+            x.stride(),
+            grad,
+            x.requires_grad,
+            grad and any(p is not None and p.requires_grad for p in self._parameters.values()),
+            self.training,
+            torch.get_num_threads(),
+            *autotune.flags(),
+        )
+
     def _local_key(self, x: torch.Tensor) -> tuple:
+        # what a compiled graph can read (dynamo traces it): the choice made eagerly
+        # last for this shape, dtype, device, format, pass and mode
         return (
             autotune.generation[0],
             tuple(x.shape),
@@ -59,24 +103,31 @@ class _Auto:
             str(x.device),
             layout.format_of(x),
             autotune.pass_of(self, x),
+            x.requires_grad,
+            self.training,
         )
 
     def _delegate_for(self, x: torch.Tensor) -> GConv2d:
         if torch.jit.is_tracing():  # (fvcore, ONNX) choose with the tracer paused
             with _tracer_paused():
                 return self._delegate_for(x)
-        delegate = self._chosen.get(self._local_key(x))
-        if delegate is not None:
-            return delegate
-        if torch.compiler.is_dynamo_compiling() and not torch.compiler.is_exporting():
-            return _choose_outside_graph(self, x)
         if torch.compiler.is_compiling():
+            delegate = self._chosen.get(self._local_key(x))
+            if delegate is not None:
+                return delegate
+            if torch.compiler.is_dynamo_compiling() and not torch.compiler.is_exporting():
+                return _choose_outside_graph(self, x)
             raise RuntimeError(
                 f"{type(self).__name__}: impl='auto' has no choice for input "
                 f"{tuple(x.shape)} {x.dtype} in this pass yet; call the model once eagerly "
                 f"(same shape, dtype, memory format, pass) before torch.export"
             )
-        return self._choose(x)
+        delegate = self._choose(x)  # eager, off the hot path: the full key, the cache
+        if self._fast_generation != autotune.generation[0]:
+            self._fast.clear()
+            self._fast_generation = autotune.generation[0]
+        self._fast[self._signature(x)] = delegate
+        return delegate
 
     def _choose(self, x: torch.Tensor) -> GConv2d:
         """Find (or time) the choice for ``x`` eagerly; remember its delegate."""
@@ -84,8 +135,7 @@ class _Auto:
         key = autotune.make_key(self, x, pass_)
         choice = autotune.lookup(key)
         if choice is None or (choice.impl, choice.memory_format) not in self._candidates(x):
-            choice = self._time(x, pass_)
-            autotune.record(key, choice)
+            choice = autotune.record(key, self._time(x, pass_))
         delegate = self._delegate(choice.impl, choice.memory_format)
         local = self._local_key(x)
         self._chosen[local] = delegate
@@ -115,32 +165,42 @@ class _Auto:
         candidates = self._candidates(x)
         if len(candidates) == 1:  # nothing to choose between (e.g. full GConv in one format)
             return autotune.Choice(*candidates[0], tuning_s=time.perf_counter() - start)
+        grad_out = self._grad_out(x) if pass_ == "train" else None
         runners, failed = {}, {}
         for impl, fmt in candidates:
             name = f"{impl}/{fmt}"
             try:
-                runners[name] = self._runner(self._delegate(impl, fmt), x, pass_)
-                runners[name]()  # fails here if it cannot run this input
+                runners[name] = self._runner(self._delegate(impl, fmt), x, grad_out)
+                runners[name]()  # the warm-up call; fails here if it cannot run this input
             except Exception as e:  # noqa: BLE001 - a candidate that fails is not chosen
                 runners.pop(name, None)
                 failed[name] = f"{type(e).__name__}: {e}"
         if not runners:
             raise RuntimeError(f"{type(self).__name__}: no implementation ran: {failed}")
-        medians, rounds = autotune.time_candidates(runners, x.device)
-        best = min(medians, key=medians.get)
-        impl, fmt = best.split("/")
+        timing = autotune.time_candidates(runners, x.device, warmup=False)
+        impl, fmt = timing.best.split("/")
         return autotune.Choice(
             impl=impl,
             memory_format=fmt,
-            timings_ms={name: t * 1e3 for name, t in medians.items()},
+            timings_ms={name: t * 1e3 for name, t in timing.medians.items()},
             tuning_s=time.perf_counter() - start,
-            rounds=rounds,
+            rounds=timing.rounds,
             failed=failed,
+            abandoned=dict(timing.abandoned),
             source="timed",
         )
 
-    def _runner(self, delegate: GConv2d, x: torch.Tensor, pass_: str):
-        if pass_ == "infer":
+    def _grad_out(self, x: torch.Tensor) -> torch.Tensor:
+        """A random output gradient of the layer's output shape (no forward needed)."""
+        h, w = x.shape[-2:]
+        k, s, p = self.kernel_size, self.stride, self.padding
+        shape = (x.shape[0], self.out_channels, self.g_out, (h + 2 * p - k) // s + 1,
+                 (w + 2 * p - k) // s + 1)  # fmt: skip
+        with _own_rng(x.device):
+            return torch.randn(shape, device=x.device, dtype=x.dtype)
+
+    def _runner(self, delegate: GConv2d, x: torch.Tensor, grad_out: torch.Tensor | None):
+        if grad_out is None:  # the inference pass
 
             def infer():
                 with torch.no_grad():
@@ -152,8 +212,7 @@ class _Auto:
         x = x.detach().requires_grad_(x.requires_grad)
         params = [p for p in self._own_parameters() if p.requires_grad]
         inputs = params + ([x] if x.requires_grad else [])
-        with torch.no_grad(), _own_rng(x.device):
-            grad_out = torch.randn_like(delegate._forward(x))
+        grad_out = layout.to_memory_format(grad_out, delegate._format)  # as its output is
 
         def train():
             with torch.enable_grad():
@@ -189,14 +248,23 @@ class _Auto:
         return self.choice(x).impl
 
     def executed_impl(self, h: int, w: int, batch: int = 1) -> type:
-        """The class an inference call on a ``batch×…×h×w`` input runs (chosen if needed)."""
+        """The class an inference call (eval mode, no_grad: what fvcore counts, see
+        :func:`sepgconv.counting.measure_macs`) on a ``batch×…×h×w`` input runs
+        (chosen if needed; the key tells train and eval mode apart)."""
         shape = (batch, self.in_channels) + (() if self.lifting else (self.g_in,)) + (h, w)
         with _own_rng(self.device):
             x = torch.randn(shape, device=self.device, dtype=self.dtype)
         if self.memory_format != "auto":
             x = layout.to_memory_format(x, self.memory_format)
-        with torch.no_grad():
-            return type(self._delegate_for(x))
+        was = self.training
+        try:
+            if was:
+                self.train(False)
+            with torch.no_grad():
+                return type(self._delegate_for(x))
+        finally:
+            if was:
+                self.train(True)
 
     # ------------------------------------------------------------------ #
     # module plumbing
@@ -215,10 +283,18 @@ class _Auto:
         for delegate in self._delegates.values():
             delegate.clear_cache()
 
+    def _apply(self, fn, *args, **kwargs):
+        # moved or cast (.to, .double, .cuda): the remembered signatures were checked
+        # against the old dtype/device, and delegates are per device
+        for memo in ("_fast", "_chosen"):
+            if memo in self.__dict__:
+                self.__dict__[memo].clear()
+        return super()._apply(fn, *args, **kwargs)
+
     def __getstate__(self):
         # delegates and choices are rebuilt on demand (copies and pickles stay small and fresh)
         state = super().__getstate__()
-        return state | {"_delegates": {}, "_chosen": {}, "_choices": {}}
+        return state | {"_delegates": {}, "_chosen": {}, "_choices": {}, "_fast": {}}
 
     @staticmethod
     def macs(shape):
@@ -246,12 +322,6 @@ def _tracer_paused():
         yield
     finally:
         torch._C._set_tracing_state(state)
-
-
-def _interpreted(cls: type, device) -> bool:
-    """Interpreted Triton kernels are a correctness tool: never timed, never chosen."""
-    check = getattr(cls, "is_interpreted", None)
-    return bool(check(device)) if check is not None else False
 
 
 def _choose_outside_graph(layer: _Auto, x: torch.Tensor) -> GConv2d:

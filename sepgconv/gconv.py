@@ -276,8 +276,18 @@ class GConv2d(nn.Module):
 
     def _expand(self, f: torch.Tensor) -> torch.Tensor:
         # [C_out, G_out, C_in, G_in, k, k], stored so that folding it to the conv
-        # weight [C_out·G_out, C_in·G_in, k, k] is a view in the layer's format
-        return layout.expand(f, self._expansion, self.g_out, self._format)
+        # weight [C_out·G_out, C_in·G_in, k, k] is a view in the layer's format.
+        # Its backward gathers by the inverse index, kept here beside the index it
+        # inverts (rebuilt when the buffer is replaced, e.g. by .to(device)); a
+        # compiled graph computes it in its backward instead (no cached tensor in it)
+        inverse = None
+        if f.requires_grad and not torch.compiler.is_compiling():
+            cached = self.__dict__.get("_expansion_inverse")
+            if cached is None or cached[0] is not self._expansion:
+                inv = layout.inverse_expansion_index(self._expansion, self.g_out)
+                cached = self.__dict__["_expansion_inverse"] = (self._expansion, inv)
+            inverse = cached[1]
+        return layout.expand(f, self._expansion, self.g_out, self._format, inverse)
 
     def _derived(self) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
         return self._build_weights(), self._bias_per_channel()

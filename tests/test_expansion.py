@@ -20,6 +20,11 @@ def _layer(variant="full", group="p4", lifting=False, fmt="contiguous", k=3, c_i
     return randomize_(layer)
 
 
+def _storage_order(fmt):
+    """The dims of F̃ [N, h, c, g, ky, kx] in the order the expansion stores them."""
+    return (0, 1, 2, 3, 4, 5) if fmt == "contiguous" else (0, 1, 4, 5, 2, 3)
+
+
 def _previous_expansion(layer, f):
     """The expansion before the flat index: gather per (n, c), then a permuting copy."""
     n, c, gi, k, _ = f.shape
@@ -113,3 +118,72 @@ def test_expansion_index_orders():
     channels_last = layout.expansion_index(e_idx, 2, 4, 2, "channels_last").view(4, 4, 2, 4)
     torch.testing.assert_close(contiguous.permute(0, 3, 1, 2), channels_last)
     assert sorted(contiguous[0].reshape(-1).tolist()) == list(range(32))  # a permutation
+
+
+# ---------------------------------------------------------------------- #
+# the backward: a gather and a sum over h, no index_add (no atomics on a GPU)
+# ---------------------------------------------------------------------- #
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("lifting", [True, False], ids=["lifting", "group"])
+@pytest.mark.parametrize("group", GROUPS)
+def test_the_inverse_index_inverts_every_output_block(fmt, lifting, group):
+    layer = _layer("full", group, lifting, fmt, k=3, c_in=2)
+    index, g_out = layer._expansion, layer.g_out
+    m = index.numel() // g_out
+    inv = layout.inverse_expansion_index(index, g_out)
+    pos = torch.arange(index.numel())
+    # inv[h·L + j] lies in block h and points at F's entry j
+    assert torch.equal(inv // m, pos // m)
+    assert torch.equal(index[inv], pos % m)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("lifting", [True, False], ids=["lifting", "group"])
+@pytest.mark.parametrize("group", GROUPS)
+def test_the_backward_gathers_and_sums_without_index_add(fmt, lifting, group):
+    layer = _layer("full", group, lifting, fmt, k=3).float()
+    x = random_input(layer, dtype=torch.float32)
+    layer(x).sum()  # the inverse index is built (and kept) on the first call
+    y = layer(x)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        y.square().sum().backward()
+    names = [e.name for e in prof.events()]
+    assert not any(n.startswith("aten::index_add") for n in names)
+    assert "aten::index_select" in names  # the gather by the inverse index
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("group", GROUPS)
+@pytest.mark.parametrize("lifting", [True, False], ids=["lifting", "group"])
+def test_the_gradient_is_the_index_add_one_with_or_without_a_kept_inverse(fmt, group, lifting):
+    layer = _layer("full", group, lifting, fmt, k=3)
+    f = layer.weight.detach().clone().requires_grad_()
+    index, g_out = layer._expansion, layer.g_out
+    grad_out = torch.randn(layer.expand_filter().shape, dtype=torch.float64)
+    n = f.shape[0]
+    reference = layout.expand(f.detach(), index, g_out, fmt)  # F̃ in its storage order
+    flat = f.reshape(n, -1).index_select(1, index)  # the old expansion: backward index_add
+    g_flat = torch.empty_like(reference).copy_(grad_out)  # dF̃ laid out as F̃ is stored
+    g_flat = g_flat.permute(*_storage_order(fmt)).reshape(n, -1)
+    (g_ref,) = torch.autograd.grad((flat * g_flat).sum(), f)
+    inv = layout.inverse_expansion_index(index, g_out)
+    for inverse in (None, inv):
+        e = layout.expand(f, index, g_out, fmt, inverse)
+        assert torch.equal(e, layout.expand(f.detach(), index, g_out, fmt))  # bitwise
+        (g,) = torch.autograd.grad((e * grad_out).sum(), f)
+        torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
+        (g_again,) = torch.autograd.grad((layout.expand(f, index, g_out, fmt, inverse)
+                                          * grad_out).sum(), f)  # fmt: skip
+        assert torch.equal(g, g_again)  # deterministic
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("group", GROUPS)
+def test_gradgradcheck_of_the_expansion(fmt, group):
+    layer = _layer("full", group, False, fmt, k=3, c_in=2)
+    f = layer.weight.detach().clone().requires_grad_()
+
+    def expand(t):
+        return layout.expand(t, layer._expansion, layer.g_out, fmt)
+
+    assert torch.autograd.gradgradcheck(expand, (f,), eps=1e-6, atol=1e-7)

@@ -168,8 +168,13 @@ def test_to_impl_keeps_outputs(vi, mode):
 
 
 def _cache(layer, x):
-    """The eval cache that serves ``layer(x)`` (impl="auto": its delegate's)."""
-    return (layer._delegate_for(x) if layer.impl == "auto" else layer)._cache
+    """The eval cache that serves ``layer(x)`` under no_grad (impl="auto": the
+    inference choice's delegate's; outside no_grad it would ask for the training
+    choice, which may be another implementation with no cache)."""
+    if layer.impl != "auto":
+        return layer._cache
+    with torch.no_grad():
+        return layer._delegate_for(x)._cache
 
 
 @pytest.mark.parametrize("vi", IMPLS, ids=impl_id)

@@ -234,7 +234,8 @@ def test_counting_in_channels_last(vi, lifting):
         assert count.unsupported == {}
         expected = counting.layer_macs(layer, 8, 8, batch=2)
         if vi[1] == "auto":  # auto chooses per input format: count what it ran for this one
-            with torch.no_grad():
-                ran = registry.get(vi[0], layer.chosen_impl(inp))
+            with torch.no_grad():  # (fvcore counts in eval mode: the key tells modes apart)
+                ran = registry.get(vi[0], layer.eval().chosen_impl(inp))
+            layer.train()
             expected = ran.macs(layer.layer_shape(8, 8, 2))
         assert count.total == expected
