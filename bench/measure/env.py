@@ -26,23 +26,13 @@ from . import allocator
 
 
 def cpu_model() -> str:
-    """The CPU's brand string (py-cpuinfo, else /proc/cpuinfo, else platform)."""
-    try:
-        import cpuinfo
+    """The CPU's model name: :func:`sepgconv.autotune.device_name`'s, the project's one
+    CPU-model reader (``/proc/cpuinfo``, else :mod:`platform`), so that a run's
+    machine and the autotune cache's device are the same string."""
+    from sepgconv.autotune import device_name as library_device_name
 
-        brand = cpuinfo.get_cpu_info().get("brand_raw")
-        if brand:
-            return str(brand)
-    except Exception:  # noqa: BLE001 - best effort
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown-cpu"
+    name = library_device_name("cpu")
+    return name if name and name != "cpu" else "unknown-cpu"
 
 
 def device_name(device: str) -> str:
