@@ -136,6 +136,7 @@ class GConv2d(nn.Module):
                 f"{name} implements variant={self.variant!r}, impl={self.impl!r}; "
                 f"got variant={variant!r}, impl={impl!r} (use sepgconv.GConv2d to dispatch)"
             )
+        checks.runnable(type(self), device)  # one clear line now, not a kernel error later
         self.group = get_group(group)
         self.lifting = bool(lifting)
         self.in_channels = checks.positive_int(in_channels, "in_channels")

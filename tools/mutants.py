@@ -162,6 +162,22 @@ MUTANTS = [
         "        nn.init.normal_(self.pointwise, 0.0, 1.0 / math.sqrt(",
         ("tests/test_gconv_api.py", "-k", "init"),
     ),
+    Mutant(
+        "unrunnable-impl-built",
+        "GConv2d(impl=...) that no device here can run builds, and fails at its first call",
+        "sepgconv/gconv.py",
+        "checks.runnable(type(self), device)",
+        "None",
+        ("tests/test_fused.py", "tests/test_gconv_api.py", "-k", "refused or unavailable"),
+    ),
+    Mutant(
+        "built-on-cpu-for-cuda-refused",
+        "a layer only CUDA runs is refused when built on the CPU of a CUDA machine",
+        "sepgconv/checks.py",
+        'elsewhere = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])',
+        'elsewhere = ["cpu"]',
+        ("tests/test_fused.py", "tests/test_gconv_api.py", "-k", "refused or unavailable"),
+    ),
     # ------------------------------------------------------------ bench
     Mutant(
         "stats-noise-band-ignored",
