@@ -178,6 +178,22 @@ MUTANTS = [
         'elsewhere = ["cpu"]',
         ("tests/test_fused.py", "tests/test_gconv_api.py", "-k", "refused or unavailable"),
     ),
+    Mutant(
+        "replica-parameters-lost",
+        "a DataParallel replica (empty _parameters) does not know its parameters' names",
+        "sepgconv/gconv.py",
+        "replica._replica_params = tuple(self._parameters)",
+        "pass",
+        ("tests/test_parallel.py", "-k", "replica and not distributed"),
+    ),
+    Mutant(
+        "auto-replica-shares-delegates",
+        "an auto layer's DataParallel replica computes with the original's delegates",
+        "sepgconv/auto.py",
+        "replica._delegates, replica._chosen, replica._choices = {}, {}, {}",
+        "pass",
+        ("tests/test_parallel.py", "-k", "replica and not distributed"),
+    ),
     # ------------------------------------------------------------ bench
     Mutant(
         "stats-noise-band-ignored",
