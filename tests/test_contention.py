@@ -146,6 +146,12 @@ def test_a_disturbed_run_is_flagged_everywhere(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(contention, "THRESHOLDS", dict.fromkeys(contention.THRESHOLDS, -1.0))
     assert _smoke(tmp_path) == 0  # without --strict the results stay usable
     assert "WARNING DISTURBED RUN" in capsys.readouterr().err
+    env = json.loads((tmp_path / "env.json").read_text())
+    # busy by the gate's look too: measured only because the tests force (conftest.py),
+    # and marked; that look is the run's window before
+    assert env["gate"]["forced"] is True and env["gate"]["quiet"] is False
+    assert env["contention"]["before"] == env["gate"]["window"]
+    assert env["contention"]["reasons"][0].startswith("before the run: ")
     readme = (tmp_path / "README.md").read_text()
     assert "**DISTURBED RUN.**" in readme
     assert _smoke(tmp_path / "strict", "--strict", "--no-report") == 1

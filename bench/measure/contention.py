@@ -317,11 +317,12 @@ class RunWatch:
         settle_s: length of the idle look before the run.
     """
 
-    def __init__(self, device: str, threads: int, settle_s: float = 1.0):
+    def __init__(self, device: str, threads: int, settle_s: float = 1.0, before=None):
         from . import env
 
         self.device, self.threads = device, threads
-        self.before = settle(settle_s, threads)
+        # ``before``: the look bench.measure.gate took just now (else one is taken here)
+        self.before = settle(settle_s, threads) if before is None else before
         self.gpu_start = env.gpu_state(device) if device.startswith("cuda") else None
         if device.startswith("cpu"):  # the bandwidth reference, at the quiet start
             bandwidth.probe().set_reference()
