@@ -111,6 +111,7 @@ def check(
     clock: Callable[[], float] | None = None,
     log: Callable[[str], None] = print,
     what: str = "bench run",
+    force_flag: str = "--force",
 ) -> GateResult:
     """Look at the machine; wait up to ``wait_s`` for a busy one to go quiet.
 
@@ -121,6 +122,7 @@ def check(
         look, sleep, clock, log: the world (see the module doc; default: an idle
             window of the machine, ``time.sleep``, ``time.monotonic``, ``print``).
         what: the command's name, for the lines it prints.
+        force_flag: the command's option that forces (named in the refusal).
 
     Returns:
         The :class:`GateResult` (quiet, or busy and forced).
@@ -141,8 +143,8 @@ def check(
     if reasons and force:
         result.forced = True
         say(
-            f"{what}: machine busy: {share(window, reasons)}; --force: measuring anyway, "
-            f"the run is marked (env.json 'gate', contention 'disturbed')"
+            f"{what}: machine busy: {share(window, reasons)}; {force_flag}: measuring anyway, "
+            f"the run is marked (its 'gate' record; contention 'disturbed')"
         )
         return result
     if reasons and wait_s > 0:
@@ -161,7 +163,7 @@ def check(
         waited = f" after {result.waited_s:.0f} s" if result.looks > 1 else ""
         raise MachineBusy(
             f"machine busy{waited}: {share(window, reasons)}; rerun when quiet, "
-            f"or --force to measure anyway and mark the run"
+            f"or {force_flag} to measure anyway and mark the run"
         )
     if result.looks > 1:
         say(f"{what}: the machine is quiet after {result.waited_s:.0f} s; starting")
