@@ -30,7 +30,9 @@ class HistoryError(Exception):
 
 
 def slugify(text: str) -> str:
-    """``"Intel(R) Xeon(R) CPU @ 2.9GHz"`` -> ``"intel-xeon"`` (as the run's device slug)."""
+    """Lowercase, every run of non-alphanumerics → ``-``, ``(R)``/``(TM)``/``(C)`` and a
+    trailing ``CPU @ 2.90GHz`` dropped: ``"Intel(R) Xeon(R) CPU @ 2.9GHz"`` ->
+    ``"intel-xeon"``. The one spelling of device slugs (``bench.measure.env`` uses it)."""
     text = re.sub(r"\((r|tm|c)\)", "", str(text), flags=re.IGNORECASE)
     text = re.sub(r"(\s+cpu)?\s*@.*$", "", text, flags=re.IGNORECASE)
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
