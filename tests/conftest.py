@@ -10,6 +10,11 @@ import sepgconv
 # workers: they measure anyway (the runs are marked), as --force does; the gate itself
 # is tested with made-up readings (tests/test_gate.py). Inherited by subprocesses.
 os.environ["SEPGCONV_BENCH_FORCE"] = "1"
+# Under pytest-xdist (tox: -n 2) a worker's environment says so, and a child
+# `pytest bench/ --benchmark-only` that inherits it takes itself for a worker
+# (pytest-benchmark then refuses --benchmark-only): the children start clean.
+for _name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+    os.environ.pop(_name, None)
 
 GROUPS = ["p4", "p4m"]
 ALL_IMPLS = sepgconv.implementations()  # every registered (variant, impl)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.measure import session
 from bench.sweep import guard, profiles, shapes
 
@@ -99,6 +101,7 @@ def _run_with(tmp_path, plugin_code, *extra):
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_disturbed_session_warns_and_fails_unless_allowed(tmp_path):
     out = tmp_path / "pb.json"
     proc = _run_with(tmp_path, _DISTURBED, "--benchmark-json", str(out))
@@ -113,6 +116,7 @@ def test_a_disturbed_session_warns_and_fails_unless_allowed(tmp_path):
     assert "WARNING DISTURBED RUN: " in allowed.stdout
 
 
+@pytest.mark.slow
 def test_a_busy_machine_stops_the_session_before_timing(tmp_path):
     proc = _run_with(tmp_path, _BUSY, "--sweep-wait-quiet", "12")
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-2000:]

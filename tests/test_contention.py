@@ -141,6 +141,7 @@ def test_a_run_records_its_verdict_and_per_row_readings(tmp_path):
     assert header[-3:] == ["foreign_cpu", "wait_frac", "disturbed"]
 
 
+@pytest.mark.slow
 def test_a_disturbed_run_is_flagged_everywhere(tmp_path, monkeypatch, capsys):
     # every reading exceeds a negative limit: the run must come out disturbed
     monkeypatch.setattr(contention, "THRESHOLDS", dict.fromkeys(contention.THRESHOLDS, -1.0))
@@ -194,6 +195,7 @@ def _only_bandwidth(monkeypatch, readings):
     monkeypatch.setattr(bandwidth.BandwidthProbe, "gb_s", lambda self: next(readings))
 
 
+@pytest.mark.slow
 def test_one_slow_probe_marks_its_window_not_the_run(tmp_path, monkeypatch):
     _only_bandwidth(monkeypatch, iter([20.0] * 3 + [19.0] * 6 + [8.0] + [19.0] * 100))
     _smoke(tmp_path, "--no-report")  # window 7 of 12 probes low
@@ -202,6 +204,7 @@ def test_one_slow_probe_marks_its_window_not_the_run(tmp_path, monkeypatch):
     assert not v["disturbed"] and v["reasons"] == []  # 1 of 12: under the 10 % rule
 
 
+@pytest.mark.slow
 def test_a_bandwidth_drop_marks_its_windows_and_the_run(tmp_path, monkeypatch):
     """The reference comes from the run's quiet start; windows that probe under 75 %
     of it are disturbed rows, counted in env.json and named in the verdict."""

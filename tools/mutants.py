@@ -348,6 +348,14 @@ MUTANTS = [
         ("tests/test_bench_pytest.py", "-k", "busy"),
     ),
     Mutant(
+        "subcommand-unlisted",
+        "python -m bench forgets a subcommand (its module is then reached by no fast test)",
+        "bench/cli.py",
+        '    "stability": ("stability", ',
+        '    "_stability": ("report", ',
+        ("tests/test_fast_subset.py",),
+    ),
+    Mutant(
         "bandwidth-not-compared",
         "bench compare ignores the runs' memory bandwidth at their starts",
         "bench/judge/comparable.py",
