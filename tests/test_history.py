@@ -221,6 +221,7 @@ def test_one_slugify_for_run_folders_and_history_files():
     from bench.measure import env as measure_env
 
     assert measure_env.slugify is H.slugify  # one spelling: a run's folder = its history
+    assert H.slugify.__module__ == "bench.measure.slug"
     assert H.slugify("Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz") == (
         "intel-xeon-platinum-8375c"
     )

@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from ..store.history import slugify  # one spelling of device slugs (history needs no torch)
 from . import allocator
+from .slug import slugify
 
 
 def cpu_model() -> str:
