@@ -58,3 +58,19 @@ def randomize_(module):
         for p in module.parameters():
             p.normal_()
     return module
+
+
+#: The fast subset (tox -e fast: -m "not slow") thins the two big equivalence grids:
+#: their impl="auto" cases (auto runs naive or rearranged, which the same grids test)
+#: and their k = 5 cases run in the whole suite only (docs/testing.md).
+_THINNED = {"test_equivariance.py", "test_memory_format.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.path.name not in _THINNED or not params:
+            continue
+        impl = params.get("impl") or (params.get("vi") or (None, None))[1]
+        if impl == "auto" or params.get("k") == 5:
+            item.add_marker(pytest.mark.slow)
