@@ -108,6 +108,9 @@ def _plan(config, count: int) -> list[dict]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     workers.hide_benchmark_only(config)  # before pytest-benchmark's session (trylast)
+    json_path = config.getoption("benchmark_json", None)
+    if isinstance(json_path, str | os.PathLike):  # results/local/… in a fresh clone
+        os.makedirs(os.path.dirname(os.fspath(json_path)) or ".", exist_ok=True)
     if workers.is_worker(config):
         config._sepgconv_placement = config.workerinput.get(workers.KEY) or {}
         workers.apply(config._sepgconv_placement)
