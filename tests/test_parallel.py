@@ -191,7 +191,6 @@ def _ddp_worker(rank, port, out_dir, impls):
         dist.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_distributed_data_parallel_gradients_equal_one_process(tmp_path):
     """Each rank takes half the batch; after DDP's all-reduce every rank holds the
     gradient (and, after one SGD step, the parameters) of the whole batch in one
