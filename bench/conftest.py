@@ -12,7 +12,11 @@ Usage::
 Options added here: ``--sweep-profile`` (``smoke`` | ``quick`` | ``full``,
 default ``smoke``), ``--sweep-device`` (default: ``cuda`` when available) and
 ``--allow-parallel-cpu`` (CPU workers of ``-n N`` time at once, pinned to
-their own cores, instead of taking turns; see :mod:`bench.workers`).
+their own cores, instead of taking turns; see :mod:`bench.workers`), and those of
+the contention record (:mod:`bench.measure.session`, as ``bench run`` keeps it):
+``--sweep-wait-quiet SECONDS`` (a busy machine is waited for, then the session
+stops with exit 2), ``--sweep-force`` (time anyway, marked) and
+``--benchmark-allow-disturbed`` (a disturbed session passes; by default it fails).
 
 Each test is one row of the sweep (one :class:`bench.sweep.shapes.Case`, id like
 ``p4-group-c4x4-k3-h8x8-b1-g-rearranged-fwd-float32-cpu``). Before timing, the
@@ -39,6 +43,8 @@ import time
 import pytest
 
 from . import workers
+from .measure import gate
+from .measure import session as watched
 from .sweep import profiles
 
 DEFAULT_TIMER = "time.perf_counter"  # pytest-benchmark's default --benchmark-timer
@@ -72,6 +78,7 @@ def pytest_addoption(parser):
         "physical cores (they share memory bandwidth, L3 and the turbo budget: numbers "
         "move); default: the workers take turns",
     )
+    watched.add_options(group)
 
 
 def _device(config) -> str:
@@ -101,6 +108,9 @@ def _plan(config, count: int) -> list[dict]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     workers.hide_benchmark_only(config)  # before pytest-benchmark's session (trylast)
+    json_path = config.getoption("benchmark_json", None)
+    if isinstance(json_path, str | os.PathLike):  # results/local/… in a fresh clone
+        os.makedirs(os.path.dirname(os.fspath(json_path)) or ".", exist_ok=True)
     if workers.is_worker(config):
         config._sepgconv_placement = config.workerinput.get(workers.KEY) or {}
         workers.apply(config._sepgconv_placement)
@@ -112,7 +122,55 @@ def pytest_configure(config):
 
 
 def pytest_sessionstart(session):
-    workers.reenable(session.config)
+    config = session.config
+    workers.reenable(config)
+    if workers.is_worker(config):
+        return
+    import torch
+
+    try:  # a busy machine: wait for it (bounded), else stop before timing anything
+        watched.start(config, _device(config), torch.get_num_threads(),
+                      in_controller=workers.is_controller(config))  # fmt: skip
+    except gate.MachineBusy as e:
+        pytest.exit(f"error: {e}", returncode=2)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session):
+    """A worker: its benchmarks into ``workeroutput`` (before xdist sends it). Otherwise:
+    the contention verdict before pytest-benchmark writes its JSON (its own
+    sessionfinish wrapper runs inside this one); a disturbed session fails."""
+    config = session.config
+    if workers.is_worker(config):
+        workers.worker_output(config, config._sepgconv_placement)
+    else:
+        bs = getattr(config, "_benchmarksession", None)
+        watched.finish(config, bs.benchmarks if bs is not None else [])
+    yield
+    if not workers.is_worker(config) and watched.failed(config) and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's table
+def pytest_terminal_summary(terminalreporter):
+    for i, line in enumerate(watched.summary_lines(terminalreporter.config)):
+        terminalreporter.write_line(line, red=True, bold=i == 0)
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """The session's ``contention`` verdict and ``gate`` record in ``machine_info``
+    (written at the end only: they are not the machine, see the compare hook)."""
+    output_json["machine_info"].setdefault("sepgconv_env", {}).update(watched.record(config))
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info,
+                                          compared_benchmark):  # fmt: skip
+    """``--benchmark-compare``: a saved run's contention record is not a machine difference."""
+    saved = (compared_benchmark.get("machine_info") or {}).get("sepgconv_env") or {}
+    for volatile in ("contention", "gate"):
+        saved.pop(volatile, None)
+    yield
 
 
 def pytest_report_header(config):
@@ -154,11 +212,6 @@ def pytest_xdist_node_collection_finished(node, ids):
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     workers.collect(node.config, node)
-
-
-def pytest_sessionfinish(session):
-    if workers.is_worker(session.config):
-        workers.worker_output(session.config, session.config._sepgconv_placement)
 
 
 def pytest_unconfigure(config):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from .measure import contention
+from .measure import session as watched
 from .pipeline import driver
 from .store.benchmark_json import EXTRA_INFO_KEYS
 
@@ -21,9 +23,12 @@ def test_sweep(benchmark, case, mac_cache, steady_allocator):
     # known before timing (latency-derived columns are not: see results.csv of `bench run`)
     benchmark.extra_info.update({k: row[k] for k in EXTRA_INFO_KEYS if row[k] is not None})
     benchmark.extra_info["macs_unsupported"] = r.macs_unsupported
+    start = contention.read_counters()  # the timing's window, as bench run keeps per row
     if case.shape.device.startswith("cuda"):
         # make the timed device current, so the synchronising timer waits for it
         with torch.cuda.device(case.shape.device):
             benchmark(prepared.step)
     else:
         benchmark(prepared.step)
+    threads = torch.get_num_threads()
+    benchmark.extra_info.update(watched.window_info(start, threads, case.shape.device))

@@ -18,7 +18,7 @@ from sepgconv import autotune
 from sepgconv import fused as _fused  # noqa: F401  (registers the fused implementations)
 from sepgconv import impls as _impls  # noqa: F401  (registers the implementations)
 from sepgconv.blocks import GroupBatchNorm, GroupMaxPool2d, GroupPool
-from sepgconv.errors import InputError, UnknownChoiceError
+from sepgconv.errors import InputError, UnavailableError, UnknownChoiceError
 from sepgconv.gconv import GConv2d
 from sepgconv.groups import GROUPS, Group, get_group, p4, p4m
 from sepgconv.layout import is_memory_format, to_memory_format
@@ -33,6 +33,7 @@ __all__ = [
     "autotune",
     "available_implementations",
     "InputError",
+    "UnavailableError",
     "UnknownChoiceError",
     "Group",
     "GROUPS",

@@ -229,6 +229,10 @@ class _Auto:
                 delegate = GConv2d(**cfg, device=self.device, dtype=self.dtype)
             # the same parameter dict: whatever sets this layer's parameters sets its too
             delegate.__dict__["_parameters"] = self._parameters
+            names = self.__dict__.get("_replica_params")
+            if names is not None:  # a DataParallel replica's: its tensors, as replicate() set them
+                delegate.__dict__["_replica_params"] = names
+                delegate.__dict__.update({n: self.__dict__[n] for n in names if n in self.__dict__})
             delegate.train(self.training)
             self._delegates[key] = delegate
         return delegate
@@ -290,6 +294,14 @@ class _Auto:
             if memo in self.__dict__:
                 self.__dict__[memo].clear()
         return super()._apply(fn, *args, **kwargs)
+
+    def _replicate_for_data_parallel(self):
+        # a replica's delegates use its own parameter copies (on its device): none shared
+        replica = super()._replicate_for_data_parallel()
+        replica._delegates, replica._chosen, replica._choices = {}, {}, {}
+        if "_fast" in replica.__dict__:
+            replica.__dict__["_fast"] = {}
+        return replica
 
     def __getstate__(self):
         # delegates and choices are rebuilt on demand (copies and pickles stay small and fresh)

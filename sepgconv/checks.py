@@ -7,7 +7,28 @@ import operator
 import torch
 
 from sepgconv.counting import output_size
-from sepgconv.errors import InputError
+from sepgconv.errors import InputError, UnavailableError
+
+
+def runnable(cls, device) -> None:
+    """Refuse to build a layer of ``cls`` that no device of this process can run.
+
+    The layer may be built on one device and moved to another (built on the
+    CPU, moved to CUDA later), so it is refused only when neither the
+    construction device (``device``, default the current default device) nor
+    CUDA (when present) nor the CPU can run it; the message is
+    ``cls.unavailable_reason`` for the construction device.
+
+    Raises:
+        UnavailableError: (a RuntimeError) with that one-line reason.
+    """
+    device = torch.device(torch.get_default_device() if device is None else device)
+    reason = cls.unavailable_reason(device)
+    if reason is None:
+        return
+    elsewhere = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if all(cls.unavailable_reason(other) is not None for other in elsewhere):
+        raise UnavailableError(reason)
 
 
 def positive_int(value, name: str) -> int:

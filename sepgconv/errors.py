@@ -6,6 +6,9 @@
 * :class:`InputError` — a layer called with an input it cannot take (rank,
   channels, group axis, dtype, device, size). A ``ValueError`` and a
   ``TypeError`` (for dtype and non-tensor inputs).
+* :class:`UnavailableError` — an implementation that no device of this process
+  can run (e.g. ``impl="fused"`` without Triton, or on a CPU-only machine
+  without ``TRITON_INTERPRET=1``), refused at construction. A ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -19,3 +22,7 @@ class UnknownChoiceError(ValueError, KeyError):
 
 class InputError(ValueError, TypeError):
     """A layer input of the wrong rank, channels, group axis, dtype, device or size."""
+
+
+class UnavailableError(RuntimeError):
+    """An implementation no device of this process can run; the message says what is missing."""

@@ -136,6 +136,7 @@ class GConv2d(nn.Module):
                 f"{name} implements variant={self.variant!r}, impl={self.impl!r}; "
                 f"got variant={variant!r}, impl={impl!r} (use sepgconv.GConv2d to dispatch)"
             )
+        checks.runnable(type(self), device)  # one clear line now, not a kernel error later
         self.group = get_group(group)
         self.lifting = bool(lifting)
         self.in_channels = checks.positive_int(in_channels, "in_channels")
@@ -233,9 +234,20 @@ class GConv2d(nn.Module):
             if self.bias is not None:
                 self.bias.zero_()
 
-    def _own_parameters(self) -> tuple[nn.Parameter, ...]:
+    def _own_parameters(self) -> tuple[torch.Tensor, ...]:
         # this layer's parameters, without nn.Module's generator machinery (hot path)
-        return tuple(p for p in self._parameters.values() if p is not None)
+        names = self.__dict__.get("_replica_params")
+        if names is None:
+            return tuple(p for p in self._parameters.values() if p is not None)
+        # a DataParallel replica: replicate() set its parameters as plain tensor attributes
+        return tuple(t for t in map(self.__dict__.get, names) if t is not None)
+
+    def _replicate_for_data_parallel(self):
+        # nn.DataParallel (torch.nn.parallel.replicate) empties a replica's _parameters
+        # and sets its parameters' copies as plain attributes: remember their names
+        replica = super()._replicate_for_data_parallel()
+        replica._replica_params = tuple(self._parameters)
+        return replica
 
     @property
     def dtype(self) -> torch.dtype:
@@ -243,7 +255,8 @@ class GConv2d(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self._own_parameters()[0].device
+        params = self._own_parameters()
+        return params[0].device if params else self._expansion.device
 
     def layer_shape(self, h: int, w: int, batch: int = 1) -> LayerShape:
         """The :class:`LayerShape` of this layer applied to an ``h×w`` input."""

@@ -158,12 +158,20 @@ def test_pyproject_lists_every_package():
 def test_the_wheel_runs_python_m_bench_outside_a_checkout(tmp_path):
     pytest.importorskip("setuptools")
     wheels = tmp_path / "wheels"
+    # built from a copy: setuptools writes build/ and *.egg-info beside the sources,
+    # which must not appear in the checkout while other tests (xdist workers) read it
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "sepgconv", "bench"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(wheels), str(ROOT)],
+         "-w", str(wheels), str(src)],
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
-    shutil.rmtree(ROOT / "build", ignore_errors=True)
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheels.glob("*.whl")
     site = tmp_path / "site"

@@ -69,6 +69,7 @@ def smoke(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_repeated_smoke_run_reports_identical_peak_memory(smoke, tmp_path):
     """Peak memory is a measurement of what the call allocates: the same command on
     the same machine gives the same bytes for every row, whatever the load."""
@@ -204,6 +205,7 @@ def _run(out: Path, *extra: str) -> int:
     return cli.main(argv)
 
 
+@pytest.mark.slow
 def test_failing_and_wrong_implementations_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setitem(registry._REGISTRY, ("gc", "broken"), _Broken)
     monkeypatch.setitem(registry._REGISTRY, ("gc", "wrong"), _Wrong)
@@ -226,6 +228,7 @@ def test_failing_and_wrong_implementations_are_recorded(tmp_path, monkeypatch):
     assert _run(tmp_path / "strict", "--impl", "gc/broken", "--strict") == 1
 
 
+@pytest.mark.slow
 def test_a_cpu_run_times_on_one_thread_unless_told(tmp_path):
     torch.set_num_threads(2)  # the fixture restores the caller's setting afterwards
     assert _run(tmp_path / "default", "--impl", "full/naive", "--max-shapes", "1") == 0
@@ -237,6 +240,7 @@ def test_a_cpu_run_times_on_one_thread_unless_told(tmp_path):
     assert json.loads((tmp_path / "two" / "env.json").read_text())["threads"] == 2
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_loses_and_duplicates_nothing(tmp_path, monkeypatch):
     impls = ("--impl", "full/naive", "--impl", "gc/rearranged")
     real = timing.time_interleaved
@@ -269,6 +273,7 @@ def test_interrupt_then_resume_loses_and_duplicates_nothing(tmp_path, monkeypatc
     assert all(b["stats"]["data"] for b in doc["benchmarks"])
 
 
+@pytest.mark.slow
 def test_resume_after_a_hard_kill_mid_row_loses_nothing(tmp_path):
     impls = ("--impl", "full/naive")
     assert _run(tmp_path, *impls) == 0
@@ -333,6 +338,7 @@ def test_a_compiled_row_is_checked_and_times_its_compiling_apart():
     prepared.step()  # the compiled training step runs again without recompiling errors
 
 
+@pytest.mark.slow
 def test_a_compiled_run_compiles_in_its_own_process(tmp_path, monkeypatch):
     from torch._inductor import config
 
@@ -374,6 +380,7 @@ class _Clock:
         return self.now
 
 
+@pytest.mark.slow
 def test_a_time_limit_ends_the_run_early_with_spread_shapes_then_resume_runs_the_rest(
     tmp_path, monkeypatch
 ):
@@ -415,6 +422,7 @@ def test_a_time_limit_must_be_a_positive_number_of_seconds(tmp_path, capsys):
     assert "seconds" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_time_limit_spent_before_the_first_shape_still_runs_one(tmp_path):
     assert _run(tmp_path, "--impl", "full/naive", "--time-limit", "0.001") == 0
     limit = json.loads((tmp_path / "env.json").read_text())["time_limit"]

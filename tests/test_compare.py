@@ -252,6 +252,7 @@ def test_old_files_without_rounds_are_judged_unpaired(tmp_path, inproc):
 # ------------------------------------------------------- false alarms per run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tau", [0.0, 0.04])
 def test_at_most_one_false_alarm_in_20_runs_of_unchanged_code(tau):
     """20 pairs of runs of unchanged code (384 benchmarks, nightly rules).

@@ -201,11 +201,18 @@ def test_a_run_records_its_verdict_and_per_row_readings(tmp_path):
     assert header[-3:] == ["foreign_cpu", "wait_frac", "disturbed"]
 
 
+@pytest.mark.slow
 def test_a_disturbed_run_is_flagged_everywhere(tmp_path, monkeypatch, capsys):
     # every reading exceeds a negative limit: the run must come out disturbed
     monkeypatch.setattr(contention, "THRESHOLDS", dict.fromkeys(contention.THRESHOLDS, -1.0))
     assert _smoke(tmp_path) == 0  # without --strict the results stay usable
     assert "WARNING DISTURBED RUN" in capsys.readouterr().err
+    env = json.loads((tmp_path / "env.json").read_text())
+    # busy by the gate's look too: measured only because the tests force (conftest.py),
+    # and marked; that look is the run's window before
+    assert env["gate"]["forced"] is True and env["gate"]["quiet"] is False
+    assert env["contention"]["before"] == env["gate"]["window"]
+    assert env["contention"]["reasons"][0].startswith("before the run: ")
     readme = (tmp_path / "README.md").read_text()
     assert "**DISTURBED RUN.**" in readme
     assert _smoke(tmp_path / "strict", "--strict", "--no-report") == 1
@@ -248,6 +255,7 @@ def _only_bandwidth(monkeypatch, readings):
     monkeypatch.setattr(bandwidth.BandwidthProbe, "gb_s", lambda self: next(readings))
 
 
+@pytest.mark.slow
 def test_one_slow_probe_marks_its_window_not_the_run(tmp_path, monkeypatch):
     _only_bandwidth(monkeypatch, iter([20.0] * 3 + [19.0] * 6 + [8.0] + [19.0] * 100))
     _smoke(tmp_path, "--no-report")  # window 7 of 12 probes low
@@ -256,6 +264,7 @@ def test_one_slow_probe_marks_its_window_not_the_run(tmp_path, monkeypatch):
     assert not v["disturbed"] and v["reasons"] == []  # 1 of 12: under the 10 % rule
 
 
+@pytest.mark.slow
 def test_a_bandwidth_drop_marks_its_windows_and_the_run(tmp_path, monkeypatch):
     """The reference comes from the run's quiet start; windows that probe under 75 %
     of it are disturbed rows, counted in env.json and named in the verdict."""

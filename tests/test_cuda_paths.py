@@ -300,6 +300,7 @@ def _terminate_on_call(n: int, real):
     return timed
 
 
+@pytest.mark.slow
 def test_sigterm_stops_bench_run_like_ctrl_c(tmp_path, monkeypatch, capsys, sigterm_guard):
     monkeypatch.setattr(driver, "time_interleaved", _terminate_on_call(4, timing.time_interleaved))
     argv = [*SMOKE, "--out", str(tmp_path), "--impl", "full/naive", "--impl", "gc/rearranged"]
@@ -318,6 +319,7 @@ def test_sigterm_stops_bench_run_like_ctrl_c(tmp_path, monkeypatch, capsys, sigt
     assert doc["machine_info"]["sepgconv_env"]["interrupted"] == "SIGTERM"
 
 
+@pytest.mark.slow
 def test_ctrl_c_still_writes_wall_s_and_exits_130(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -360,6 +362,7 @@ def test_bench_models_stops_cleanly(tmp_path, monkeypatch, capsys, sigterm_guard
     assert environment["interrupted"] == how and "wall_s" in environment
 
 
+@pytest.mark.slow
 def test_bench_run_sent_sigterm_leaves_a_valid_benchmark_json(tmp_path):
     """As a user (or ``timeout``) does it: a real process, a real signal."""
     cmd = [sys.executable, "-m", "bench", "run", "--profile", "quick", "--device", "cpu",

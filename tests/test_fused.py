@@ -44,6 +44,14 @@ def no_interpreter(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
 
 
+@pytest.fixture
+def buildable(monkeypatch):
+    """A process where fused layers can be built (the interpreter on, Triton taken as
+    installed): for the tests of parameters and counts, which never run a kernel."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(_runtime, "triton_installed", lambda: True)
+
+
 def _pair(variant, group="p4", lifting=False, k=3, *, stride=1, padding=1, bias=True,
           c_in=2, c_out=3, dtype=torch.float64):  # fmt: skip
     """A fused layer with random parameters and a naive one loaded from its state_dict."""
@@ -81,7 +89,7 @@ def _assert_same_forward_and_gradients(fused, naive, x, tol):
 # registration and parameters (no Triton needed)
 # ---------------------------------------------------------------------- #
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_registered_for_g_and_gc(variant):
+def test_registered_for_g_and_gc(variant, buildable):
     assert (variant, "fused") in sepgconv.implementations()
     assert "fused" in sepgconv.impls_of(variant)
     layer = GConv2d(2, 3, 3, variant=variant, impl="fused")
@@ -96,7 +104,7 @@ def test_no_fused_full_gconv():
 @pytest.mark.parametrize("lifting", [True, False])
 @pytest.mark.parametrize("group", GROUPS)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_state_dict_keys_and_shapes_match_naive(variant, group, lifting):
+def test_state_dict_keys_and_shapes_match_naive(variant, group, lifting, buildable):
     fused = GConv2d(3, 4, 5, group=group, lifting=lifting, variant=variant, impl="fused")
     naive = GConv2d(**(fused.config() | {"impl": "naive"}))
     assert {k: v.shape for k, v in fused.state_dict().items()} == {
@@ -109,10 +117,14 @@ _USE_WITHOUT_KERNELS = """
 import sys
 import sepgconv
 for variant in ("g", "gc"):
-    layer = sepgconv.GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1)
+    try:  # refused at construction where no device here can run it (no CUDA, no interpreter)
+        layer = sepgconv.GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1)
+    except sepgconv.UnavailableError:
+        layer = sepgconv.GConv2d(2, 3, 3, variant=variant, impl="naive", padding=1)
     shape = layer.layer_shape(8, 8)
-    layer.unavailable_reason("cpu"), layer.unavailable_reason("cuda")
-    type(layer).macs(shape), type(layer).intermediate_elements(shape)
+    cls = sepgconv.get_implementation(variant, "fused")
+    cls.unavailable_reason("cpu"), cls.unavailable_reason("cuda")
+    cls.macs(shape), cls.intermediate_elements(shape)
 sepgconv.available_implementations("cpu")
 assert "triton" not in sys.modules, "importing or asking sepgconv loaded triton"
 """
@@ -133,17 +145,20 @@ sys.modules["triton"] = None  # as if triton were not installed
 import sepgconv, torch
 assert ("gc", "fused") in sepgconv.implementations()
 assert ("gc", "fused") not in sepgconv.available_implementations("cuda")
-layer = sepgconv.GConv2d(2, 2, 3, variant="gc", impl="fused", padding=1)
-assert "not installed" in layer.unavailable_reason("cuda")
-try:
-    layer(torch.randn(1, 2, 4, 5, 5))
-except RuntimeError as e:
-    assert "needs Triton" in str(e), e
-else:
-    raise AssertionError("no error")
+assert "not installed" in sepgconv.get_implementation("gc", "fused").unavailable_reason("cuda")
+sepgconv.GConv2d(2, 2, 3, variant="gc", impl="fused", padding=1)  # refused: uncaught
 """
     env = dict(os.environ, TRITON_INTERPRET="1")
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last == (
+        "sepgconv.errors.UnavailableError: impl='fused' needs Triton, which is not installed "
+        "(pip install 'sepgconv[fused]' or pip install triton)"
+    ), run.stderr
+    # raised by the constructor: no custom-op or kernel-launch frames in the traceback
+    for frame in ("torch/_ops", "torch/_library", "sepgconv/fused/"):
+        assert frame not in run.stderr, run.stderr
 
 
 # ---------------------------------------------------------------------- #
@@ -159,9 +174,14 @@ def test_unavailable_on_cpu_without_the_interpreter(variant, no_interpreter):
     assert cls.unavailable_reason(torch.device("cuda", 0)) is None
     assert (variant, "fused") not in sepgconv.available_implementations("cpu")
     assert (variant, "fused") in sepgconv.available_implementations("cuda")
-    layer = GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1)
-    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
-        layer(random_input(layer, dtype=torch.float32))
+    if torch.cuda.is_available():  # built on the CPU to be moved to CUDA: refused at the call
+        layer = GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1)
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+            layer(random_input(layer, dtype=torch.float32))
+    else:  # no device here runs it: refused at construction, with the same reason
+        with pytest.raises(sepgconv.UnavailableError) as refused:
+            GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1)
+        assert str(refused.value) == reason
 
 
 @needs_triton
@@ -193,9 +213,33 @@ def test_without_triton_the_reason_and_the_error_name_it(monkeypatch, interprete
     for device in ("cpu", "cuda"):
         assert "Triton, which is not installed" in cls.unavailable_reason(device)
     assert (variant, "fused") not in sepgconv.available_implementations("cpu")
-    layer = GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1)
-    with pytest.raises(RuntimeError, match="needs Triton"):
-        layer(random_input(layer, dtype=torch.float32))
+    for device in ("cpu", "cuda", None):  # no device runs it: refused before any allocation
+        with pytest.raises(sepgconv.UnavailableError) as refused:
+            GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1, device=device)
+        assert isinstance(refused.value, RuntimeError)
+        assert str(refused.value) == _runtime.unavailable_reason("cpu")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_refused_at_construction_only_where_no_device_runs_it(monkeypatch, variant):
+    """Built on the CPU of a CUDA machine (to be moved there) is legitimate; on a CPU-only
+    machine without the interpreter it is refused with unavailable_reason's line."""
+    monkeypatch.setattr(_runtime, "triton_installed", lambda: True)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cpu", None, torch.device("cpu")):
+        with pytest.raises(sepgconv.UnavailableError) as refused:
+            GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1, device=device)
+        assert str(refused.value) == _runtime.unavailable_reason("cpu")
+        assert "\n" not in str(refused.value)
+    with pytest.raises(sepgconv.UnavailableError, match="not on 'meta'"):
+        GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1, device="meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    layer = GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1)  # CPU, for .cuda() later
+    assert layer.device.type == "cpu" and layer.impl == "fused"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert GConv2d(2, 3, 3, variant=variant, impl="fused", padding=1).impl == "fused"
 
 
 # ---------------------------------------------------------------------- #

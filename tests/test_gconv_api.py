@@ -123,7 +123,9 @@ def test_device_mismatch_is_named():
 
 
 @pytest.mark.parametrize("variant", ["full", "g", "gc"])
-def test_state_dict_moves_between_impls_unchanged(variant):
+def test_state_dict_moves_between_impls_unchanged(variant, monkeypatch):
+    # every registered impl, also one no device here runs (built, never called)
+    monkeypatch.setattr(sepgconv.checks, "runnable", lambda cls, device: None)
     layers = {
         impl: GConv2d(3, 4, 3, variant=variant, impl=impl) for impl in sepgconv.impls_of(variant)
     }
@@ -288,7 +290,7 @@ def test_weights_cached_in_inference_mode_are_not_reused_for_autograd():
 @pytest.mark.parametrize("vi", IMPLS, ids=impl_id)
 def test_to_impl_shares_parameters_and_their_flags(vi):
     layer = GConv2d(3, 4, 3, variant=vi[0], impl=vi[1]).requires_grad_(False)
-    for impl in sepgconv.impls_of(vi[0]):
+    for impl in [i for v, i in IMPLS if v == vi[0]]:  # those that can be built here
         other = layer.to_impl(impl)
         assert [id(p) for p in other.parameters()] == [id(p) for p in layer.parameters()]
         assert not any(p.requires_grad for p in other.parameters())
@@ -354,3 +356,9 @@ def test_unavailable_implementations_are_listed_but_not_available(monkeypatch):
     assert ("gc", "needs-gpu") not in sepgconv.available_implementations("cpu")
     assert ("gc", "needs-gpu") in sepgconv.available_implementations("cuda")
     assert set(IMPLS) <= set(sepgconv.available_implementations("cpu"))
+    # built only where some device of the process runs it (the CPU, or CUDA to move to)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(sepgconv.UnavailableError, match="^needs a GPU$"):
+        GConv2d(4, 4, 3, variant="gc", impl="needs-gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert GConv2d(4, 4, 3, variant="gc", impl="needs-gpu").device.type == "cpu"

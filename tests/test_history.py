@@ -215,3 +215,15 @@ def test_cli_unusable_input_exits_2_with_one_line(tmp_path, capsys, case):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bench history: error:")
+
+
+def test_one_slugify_for_run_folders_and_history_files():
+    from bench.measure import env as measure_env
+
+    assert measure_env.slugify is H.slugify  # one spelling: a run's folder = its history
+    assert H.slugify.__module__ == "bench.measure.slug"
+    assert H.slugify("Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz") == (
+        "intel-xeon-platinum-8375c"
+    )
+    assert H.slugify("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert H.slugify("(R)") == "unknown"

@@ -246,6 +246,7 @@ def test_resampling_keeps_the_pairing():
     assert len({v for v in by_shape.values()}) < len(by_shape)  # some rounds drawn twice
 
 
+@pytest.mark.slow
 def test_the_harness_counts_false_alarms_and_detections():
     params = S.grid(channels=(8, 16), k_h=S.K_H[:3])
     world = S.world(params, 0)

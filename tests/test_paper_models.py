@@ -59,6 +59,7 @@ def test_memory_table_sets_each_measure_against_the_paper():
     )
 
 
+@pytest.mark.slow
 def test_the_report_shows_the_paper_models_of_a_folder(tmp_path):
     folder = tmp_path / "run"
     shutil.copytree(

@@ -80,6 +80,7 @@ def test_markdown_has_both_values_and_the_note(table1):
     assert "Note:" in text and "input grid" in text
 
 
+@pytest.mark.slow
 def test_cli_table1_csv():
     proc = subprocess.run(
         [sys.executable, "-m", "sepgconv", "table1", "--format", "csv"],

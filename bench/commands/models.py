@@ -11,7 +11,8 @@ What is measured, and how: :mod:`bench.pipeline.models`. Output:
 finish; the :class:`bench.store.record.Result` record of kind ``model``),
 ``DIR/samples.jsonl`` and ``DIR/env.json``; ``DIR`` defaults to
 ``results/local/<device-slug>/models``. Exit code 0, or 1 when a row is
-``mismatch``/``error``/``oom``; 2 for unusable arguments; 130 when stopped by
+``mismatch``/``error``/``oom``; 2 for unusable arguments or a machine that stayed
+busy (:mod:`bench.measure.gate`: ``--wait-quiet SECONDS``, ``--force``); 130 when stopped by
 Ctrl-C or SIGTERM (the rows finished so far are kept; ``env.json`` records
 ``interrupted`` and ``wall_s``).
 """
@@ -27,7 +28,7 @@ import torch
 
 from sepgconv import models
 
-from ..measure import allocator, env
+from ..measure import allocator, env, gate
 from ..pipeline.models import PASSES, run_models
 from ..pipeline.run import stop_name
 from ..store.results import CPU_THREADS, LOCAL_RESULTS, MODELS_CSV, write_env
@@ -52,6 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--passes", type=_csv_list, default=None, help="fwd,fwdbwd (default: both)")
     add("--no-memory", action="store_true", help="skip the peak-memory call")
     add("--threads", type=int, default=None, help="torch.set_num_threads(N) (CPU default: 1)")
+    gate.add_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -74,9 +76,15 @@ def main(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, device: str, names: list[str]) -> int:
     out = args.out or LOCAL_RESULTS / env.device_slug(device) / "models"
+    try:  # a busy machine: wait for it (bounded), else stop before measuring anything
+        looked = gate.from_args(args, torch.get_num_threads(), "bench models")
+    except gate.MachineBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     allocator.steady()  # the allocator's thresholds fixed, as in bench run
     environment = env.collect(device, roofline_ceilings=False)
+    environment["gate"] = looked.record()
     write_env(out, environment)
     start = time.perf_counter()
     try:

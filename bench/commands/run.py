@@ -31,13 +31,18 @@ another part is refused); ``env.json`` records the part (``shard``) and
 the shapes so that any prefix spreads over the profile
 (:func:`bench.pipeline.run.spread_order`): the way to fit a sweep into a lent
 machine's command limit; ``env.json`` → ``time_limit`` records how far it got.
+Before the sweep the machine is looked at (:mod:`bench.measure.gate`): busy, the
+run waits up to ``--wait-quiet SECONDS`` (default 60) for it to go quiet, then
+stops with exit 2 and one line naming the neighbour's share; ``--force``
+measures anyway and marks the run (``env.json`` → ``gate``).
 The machine is watched during the run (:mod:`bench.measure.contention`): a
 disturbed run says so on the console, in ``env.json`` (``contention``), in the
 README and in the plot titles.
 
 Exit code: 0 when the sweep finished (1 with ``--strict`` if any row is
 ``mismatch``/``error``/``oom`` or has ``macs_match=False``, or the run was
-disturbed; 1 if the profile or the report failed), 2 for unusable arguments,
+disturbed; 1 if the profile or the report failed), 2 for unusable arguments or a
+machine that stayed busy,
 130 when interrupted (Ctrl-C, or SIGTERM: the same clean stop, see
 :mod:`bench.pipeline.run`).
 """
@@ -49,7 +54,7 @@ import collections
 import sys
 from pathlib import Path
 
-from ..measure import contention, env
+from ..measure import contention, env, gate
 from ..pipeline import run
 from ..store import results
 from ..store import shards as shard_store
@@ -160,6 +165,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "on every rerun (so --resume works); the default --out gains -shard-IofN; only "
         "shard 1 runs the profile; join the parts with `python -m bench merge`",
     )
+    gate.add_options(parser)
 
 
 def _after_run(out_dir: Path, args) -> int:
@@ -211,11 +217,21 @@ def _run(args, device: str, prof: profiles.Profile, impls: list) -> int:
     try:
         if args.resume:
             shard_store.check_resume(out, shard)
+        import torch
+
+        looked = gate.from_args(args, torch.get_num_threads(), "bench run")
+    except gate.MachineBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except results.StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
         done = run.run_sweep(
             prof, device, impls, out, resume=args.resume, flush_l2=args.flush_l2,
             compiled=args.compile, max_shapes=args.max_shapes,
             with_profile=not args.no_profile and (not shard or shard.index == 1),
-            shard=shard, time_limit_s=args.time_limit,
+            shard=shard, time_limit_s=args.time_limit, gate=looked,
             precompile_workers=getattr(args, "precompile_workers", None),
             log=lambda m: print(m, flush=True),
         )  # fmt: skip

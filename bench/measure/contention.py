@@ -321,11 +321,12 @@ class RunWatch:
         settle_s: length of the idle look before the run.
     """
 
-    def __init__(self, device: str, threads: int, settle_s: float = 1.0):
+    def __init__(self, device: str, threads: int, settle_s: float = 1.0, before=None):
         from . import env
 
         self.device, self.threads = device, threads
-        self.before = settle(settle_s, threads)
+        # ``before``: the look bench.measure.gate took just now (else one is taken here)
+        self.before = settle(settle_s, threads) if before is None else before
         # CUDA: warmed to its working clocks first, so the references are loaded readings
         self.gpu_start = None
         if device.startswith("cuda"):

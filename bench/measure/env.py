@@ -17,12 +17,12 @@ import datetime
 import functools
 import os
 import platform
-import re
 import time
 
 import torch
 
 from . import allocator
+from .slug import slugify
 
 
 def cpu_model() -> str:
@@ -40,13 +40,6 @@ def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
     return cpu_model()
-
-
-def slugify(text: str) -> str:
-    """Lowercase, every run of non-alphanumerics → ``-`` (``(R)``/``(TM)`` dropped)."""
-    text = re.sub(r"\((r|tm|c)\)", "", text, flags=re.IGNORECASE)
-    text = re.sub(r"(\s+cpu)?\s*@.*$", "", text, flags=re.IGNORECASE)  # "CPU @ 2.90GHz"
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
 
 def device_slug(device: str) -> str:

@@ -144,6 +144,7 @@ def run_sweep(
     shard=None,
     time_limit_s: float | None = None,
     precompile_workers: int | None = None,
+    gate=None,
     log=print,
 ) -> SweepRun:
     """Run ``prof`` on ``device`` over ``impls`` into ``out`` (see the module doc);
@@ -160,8 +161,12 @@ def run_sweep(
     start = time.perf_counter()
     writer = results.ResultsWriter(out, resume=resume)
     allocator.steady()  # before anything is allocated for timing (env.json: malloc)
-    watch = contention.RunWatch(device, torch.get_num_threads())
+    # the gate's look (bench.measure.gate) is the run's idle window before
+    before = None if gate is None else gate.window
+    watch = contention.RunWatch(device, torch.get_num_threads(), before=before)
     environment = env.collect(device)
+    if gate is not None:
+        environment["gate"] = gate.record()
     environment.update(
         profile=prof.name,
         resumed=bool(resume),

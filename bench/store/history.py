@@ -17,8 +17,9 @@ This module only reads and writes the files; what a record means is the judge's.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
+
+from ..measure.slug import slugify
 
 SCHEMA = 1
 HISTORY_DIR = Path("results") / "history"
@@ -27,13 +28,6 @@ REQUIRED = ("schema", "commit", "machine", "implementations", "benchmarks")
 
 class HistoryError(Exception):
     """An unusable history file or record (one line: what and where)."""
-
-
-def slugify(text: str) -> str:
-    """``"Intel(R) Xeon(R) CPU @ 2.9GHz"`` -> ``"intel-xeon"`` (as the run's device slug)."""
-    text = re.sub(r"\((r|tm|c)\)", "", str(text), flags=re.IGNORECASE)
-    text = re.sub(r"(\s+cpu)?\s*@.*$", "", text, flags=re.IGNORECASE)
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
 
 def device_slug(env: dict, brand: str | None = None) -> str:

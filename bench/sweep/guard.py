@@ -37,17 +37,18 @@ def _intermediates(shape: Shape, variant: str, impl: str) -> dict[str, int]:
         sizes = [_intermediates(shape, variant, i) for i in options]
         return max(sizes, key=lambda d: d["filter"] + d["activations"])
     v, i = (variant, impl) if (variant, impl) in sepgconv.implementations() else REFERENCE[:2]
-    layer = _stand_in(shape.group, shape.layer, shape.c_in, shape.c_out, shape.k, v, i)
-    cls = type(layer)
+    layer = _stand_in(shape.group, shape.layer, shape.c_in, shape.c_out, shape.k, v)
+    cls = sepgconv.get_implementation(v, i)  # (counted even where it cannot be built here)
     elements = cls.intermediate_elements(layer.layer_shape(shape.h, shape.w, shape.batch))
     return {name: n * shape.itemsize for name, n in elements.items()}
 
 
 @functools.lru_cache(maxsize=256)
-def _stand_in(group, layer, c_in, c_out, k, variant, impl) -> sepgconv.GConv2d:
-    """A CPU layer of this configuration (for the formulas only; cached)."""
+def _stand_in(group, layer, c_in, c_out, k, variant) -> sepgconv.GConv2d:
+    """A CPU layer of this configuration, for its ``layer_shape`` only (the same for
+    every implementation: built as the variant's first, which runs anywhere; cached)."""
     shape = Shape(group, layer, c_in, c_out, k, k, k, 1)
-    return sepgconv.GConv2d(**shape.layer_kwargs(variant, impl))
+    return sepgconv.GConv2d(**shape.layer_kwargs(variant, sepgconv.impls_of(variant)[0]))
 
 
 def memory_estimate_bytes(shape: Shape, variant: str, impl: str, pass_: str) -> int:

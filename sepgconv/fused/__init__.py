@@ -4,7 +4,9 @@ Registered for the ``g`` and ``gc`` variants with the parameters (and so the
 ``state_dict``) of the naive and rearranged implementations. Importing this
 package does not import Triton: the kernels load on the first call. Where they
 cannot run (no Triton; the CPU without ``TRITON_INTERPRET=1``; another device)
-:meth:`unavailable_reason` says why and a call raises a RuntimeError naming it.
+:meth:`unavailable_reason` says why; ``GConv2d(...)`` raises it as
+:class:`sepgconv.UnavailableError` when no device of the process can run them,
+and a call on a device that cannot, as a RuntimeError.
 
 Design, accounting, tolerances and what is verified: ``sepgconv/fused/README.md``.
 
