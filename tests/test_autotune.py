@@ -645,6 +645,40 @@ def test_six_threads_tuning_into_one_file_lose_nothing(tmp_path, monkeypatch):
         autotune.set_cache_file(None)
 
 
+def test_a_thread_writing_the_file_makes_another_wait(tmp_path, monkeypatch):
+    # the first writer holds its read-merge-write open; the second records meanwhile.
+    # Unlocked, the first would write its older snapshot last and lose the second's entry
+    path = tmp_path / "auto.json"
+    autotune.save(path)
+    autotune.set_cache_file(path)
+    read, reading = autotune._read, threading.Event()
+
+    def holding_read(p):
+        data = read(p)
+        if threading.current_thread().name == "first":
+            reading.set()
+            time.sleep(0.3)
+        return data
+
+    monkeypatch.setattr(autotune, "_read", holding_read)
+
+    def write(name):
+        if name == "second":
+            reading.wait(30)
+        autotune.record(("dev", "sw", name), autotune.Choice("naive", "contiguous"))
+
+    try:
+        threads = [threading.Thread(target=write, args=(n,), name=n) for n in ("first", "second")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        stored = json.loads(path.read_text())["entries"]
+        assert sorted(e["key"] for e in stored) == ["first", "second"]
+    finally:
+        autotune.set_cache_file(None)
+
+
 def _write_one_entry(path, name, hold_s, ready):
     """A child process: record one entry into ``path``; with ``hold_s``, hold the
     read-merge-write open that long after reading (another writer must wait)."""

@@ -653,7 +653,7 @@ MUTANTS = [
         "sepgconv/autotune.py",
         "with _lock, _file_lock(path):",
         "with contextlib.nullcontext():",
-        ("tests/test_autotune.py", "-k", "six_threads or two_processes"),
+        ("tests/test_autotune.py", "-k", "six_threads or another_wait or two_processes"),
     ),
     Mutant(
         "autotune-untrusted-persisted",
