@@ -138,3 +138,24 @@ def test_bench_refuses_a_busy_machine_with_exit_2(command, tmp_path, monkeypatch
 def test_the_run_takes_the_gates_look_as_its_window_before():
     watch = contention.RunWatch("cpu", 1, before=BUSY)
     assert watch.before is BUSY  # (a forced run, end to end: tests/test_contention.py)
+
+
+def test_auto_choices_made_on_a_busy_forced_run_are_not_persisted(tmp_path, one_thread):
+    from bench.measure.contention import Window
+    from bench.measure.gate import GateResult
+    from bench.pipeline import run as pipeline
+    from bench.sweep import profiles
+    from sepgconv import autotune
+
+    autotune.clear()
+    busy = Window(seconds=1.0, foreign_cpu=1.0, wait_frac=0.4, psi_some=0.5, steal_frac=0.0)
+    gate = GateResult(busy, ["foreign_cpu 1.00 > 0.25"], forced=True)
+    impls = pipeline.select_impls(["full/naive", "gc/auto"], include_peers=False)
+    pipeline.run_sweep(
+        profiles.get_profile("smoke"), "cpu", impls, tmp_path, max_shapes=1,
+        with_profile=False, gate=gate, log=lambda m: None,
+    )  # fmt: skip
+    made = autotune.entries().values()
+    assert made and all(c.source == "timed-untrusted" for c in made)
+    assert autotune.export()["entries"] == []  # nothing a cache file would keep
+    autotune.clear()

@@ -687,6 +687,14 @@ MUTANTS = [
         "block = positions * 0",
         ("tests/test_expansion.py", "-k", "inverse or gradient or gradcheck"),
     ),
+    Mutant(
+        "busy-run-persists-auto-choices",
+        "a forced run on a busy machine lets impl='auto' persist what it chose there",
+        "bench/pipeline/run.py",
+        "    if gate is not None and not gate.quiet:\n        from sepgconv import autotune",
+        "    if False:\n        from sepgconv import autotune",
+        ("tests/test_gate.py", "-k", "persisted"),
+    ),
 ]
 
 

@@ -221,8 +221,14 @@ def run_sweep(
     mac_cache: dict = {}
     bar = tqdm(total=len(cases), initial=len(cases) - len(todo), unit="row", mininterval=1.0)
     stopped: KeyboardInterrupt | None = None
+    # impl="auto" choices made on a machine the gate found busy are used, never persisted
+    trust = contextlib.nullcontext()
+    if gate is not None and not gate.quiet:
+        from sepgconv import autotune
+
+        trust = autotune.untrusted("bench run on a busy machine: " + "; ".join(gate.reasons))
     try:
-        with writer:
+        with writer, trust:
             for shape, shape_cases in by_shape.items():
                 spent = time.perf_counter() - start
                 if time_limit_s is not None and shapes_done and spent >= time_limit_s:
