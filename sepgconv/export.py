@@ -262,4 +262,48 @@ def export_modules(
     return _trace_containers(exported)
 
 
-__all__ = ["FORMS", "export_gconv", "export_modules"]
+def to_onnx(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    path=None,
+    *,
+    plain: bool = True,
+    dynamo: bool = True,
+    **kwargs,
+) -> bytes:
+    """Serialise ``model`` (in eval mode) to ONNX; returns the file's bytes.
+
+    Args:
+        model: any module; left unchanged (a copy is exported).
+        example_input: one input batch (its shape is fixed in the graph unless
+            ``kwargs`` pass ``dynamic_shapes``/``dynamic_axes`` on).
+        path: also write the bytes there.
+        plain: export :func:`export_modules` (default), the only way for a
+            model with ``impl="fused"`` layers (a Triton custom op has no ONNX
+            form); ``False`` exports the native model, whose graph then builds
+            F̃ from the parameters at run time.
+        dynamo: ``torch.onnx.export(..., dynamo=True)`` (torch's default
+            exporter since 2.9; needs ``onnxscript``), or the legacy
+            TorchScript exporter (deprecated in torch, faster to run).
+        **kwargs: passed on to :func:`torch.onnx.export`.
+    """
+    import io
+
+    module = export_modules(model) if plain else copy.deepcopy(model)
+    module.eval()
+    if dynamo:
+        program = torch.onnx.export(
+            module, (example_input,), dynamo=True, optimize=True, verbose=False, **kwargs
+        )
+        data = program.model_proto.SerializeToString()
+    else:
+        buffer = io.BytesIO()
+        torch.onnx.export(module, (example_input,), buffer, dynamo=False, **kwargs)
+        data = buffer.getvalue()
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(data)
+    return data
+
+
+__all__ = ["FORMS", "export_gconv", "export_modules", "to_onnx"]
