@@ -4,12 +4,14 @@ Usage::
 
     python -m bench models [--device cpu|cuda] [--out DIR] [--quick]
                            [--models NAME[,NAME…]] [--batches N[,N…]] [--passes fwd,fwdbwd]
-                           [--no-memory] [--threads N]
+                           [--no-memory] [--threads N] [--deploy]
 
 What is measured, and how: :mod:`bench.pipeline.models`. Output:
 ``DIR/models.csv`` (one row per model × impl × batch × pass, written as rows
 finish; the :class:`bench.store.record.Result` record of kind ``model``),
-``DIR/samples.jsonl`` and ``DIR/env.json``; ``DIR`` defaults to
+``DIR/samples.jsonl`` and ``DIR/env.json`` (with ``--deploy`` also the
+deployment rows ``export``, ``export-compiled``, ``onnxruntime`` of the ``fwd``
+pass and ``DIR/deploy.json``; see :mod:`bench.pipeline.models`); ``DIR`` defaults to
 ``results/local/<device-slug>/models``. Exit code 0, or 1 when a row is
 ``mismatch``/``error``/``oom``; 2 for unusable arguments; 130 when stopped by
 Ctrl-C or SIGTERM (the rows finished so far are kept; ``env.json`` records
@@ -52,6 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--passes", type=_csv_list, default=None, help="fwd,fwdbwd (default: both)")
     add("--no-memory", action="store_true", help="skip the peak-memory call")
     add("--threads", type=int, default=None, help="torch.set_num_threads(N) (CPU default: 1)")
+    add("--deploy", action="store_true",
+        help="also the deployed model: export_modules eager and torch.compile'd, and "
+             "ONNX Runtime on the CPU (fwd pass; needs sepgconv[deploy] for ONNX)")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -82,7 +87,7 @@ def _run(args: argparse.Namespace, device: str, names: list[str]) -> int:
     try:
         rows = run_models(
             names, device, out, quick=args.quick, batches=args.batches, passes=args.passes,
-            memory=not args.no_memory,
+            memory=not args.no_memory, deploy=args.deploy,
         )  # fmt: skip
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM: the same clean stop, no traceback
         environment.update(interrupted=stop_name(e), wall_s=round(time.perf_counter() - start, 1))
