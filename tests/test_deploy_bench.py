@@ -82,6 +82,7 @@ def test_cli_has_the_deploy_flag():
 
     parser = argparse.ArgumentParser()
     cmd.configure(parser)
-    assert parser.parse_args(["--deploy"]).deploy is True
-    assert parser.parse_args([]).deploy is False
+    assert parser.parse_args(["--deploy"]).deploy == ["export", "export-compiled", "onnxruntime"]
+    assert parser.parse_args(["--deploy", "export,onnxruntime"]).deploy == ["export", "onnxruntime"]
+    assert parser.parse_args([]).deploy is None
     assert models.names()  # the registry the flag applies to

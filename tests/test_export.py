@@ -193,15 +193,17 @@ def test_own_containers_are_kept_and_group_pool_mean():
         def __init__(self):
             super().__init__()
             self.conv = GConv2d(1, 3, 3, group="p4m", lifting=True, variant="full")
+            self.bn = sepgconv.GroupBatchNorm(3)
             self.pool = sepgconv.GroupPool("mean")
             self.maxpool = sepgconv.GroupMaxPool2d(2)
 
         def forward(self, x):
-            return self.pool(self.maxpool(self.conv(x)))
+            return self.pool(self.maxpool(self.bn(self.conv(x))))
 
-    net = Head().double()
+    net = Head().double().eval()
     plain = sepgconv.export_modules(net)
     assert type(plain) is Head and not sepgconv_modules(plain)
+    assert not any(m.training for m in plain.modules())  # not traced: each module's own flag
     x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
     torch.testing.assert_close(plain(x), net(x), **TOL64)
 

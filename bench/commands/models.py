@@ -4,7 +4,7 @@ Usage::
 
     python -m bench models [--device cpu|cuda] [--out DIR] [--quick]
                            [--models NAME[,NAME…]] [--batches N[,N…]] [--passes fwd,fwdbwd]
-                           [--no-memory] [--threads N] [--deploy]
+                           [--no-memory] [--threads N] [--deploy [IMPL[,IMPL…]]]
 
 What is measured, and how: :mod:`bench.pipeline.models`. Output:
 ``DIR/models.csv`` (one row per model × impl × batch × pass, written as rows
@@ -30,7 +30,7 @@ import torch
 from sepgconv import models
 
 from ..measure import allocator, env
-from ..pipeline.models import PASSES, run_models
+from ..pipeline.models import DEPLOY_IMPLS, PASSES, run_models
 from ..pipeline.run import stop_name
 from ..store.results import CPU_THREADS, LOCAL_RESULTS, MODELS_CSV, write_env
 from .options import torch_threads
@@ -54,9 +54,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--passes", type=_csv_list, default=None, help="fwd,fwdbwd (default: both)")
     add("--no-memory", action="store_true", help="skip the peak-memory call")
     add("--threads", type=int, default=None, help="torch.set_num_threads(N) (CPU default: 1)")
-    add("--deploy", action="store_true",
-        help="also the deployed model: export_modules eager and torch.compile'd, and "
-             "ONNX Runtime on the CPU (fwd pass; needs sepgconv[deploy] for ONNX)")  # fmt: skip
+    add("--deploy", nargs="?", const=",".join(DEPLOY_IMPLS), default=None, type=_csv_list,
+        help="also the deployed model (fwd pass): export_modules eager and torch.compile'd, "
+             "and ONNX Runtime on the CPU (needs sepgconv[deploy]); optionally a subset: "
+             f"--deploy {','.join(DEPLOY_IMPLS[::2])}")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -67,6 +68,10 @@ def main(args: argparse.Namespace) -> int:
     names = args.models or models.names()
     unknown = [n for n in names if n not in models.MODELS]
     bad_pass = [p for p in (args.passes or []) if p not in PASSES]
+    bad_deploy = [d for d in (args.deploy or []) if d not in DEPLOY_IMPLS]
+    if bad_deploy:
+        print(f"error: unknown --deploy {bad_deploy}; valid: {list(DEPLOY_IMPLS)}", file=sys.stderr)
+        return 2
     if unknown or bad_pass:
         print(f"error: unknown models {unknown} / passes {bad_pass}; models: "
               f"{models.names()}, passes: {list(PASSES)}", file=sys.stderr)  # fmt: skip

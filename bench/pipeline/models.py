@@ -417,11 +417,12 @@ def run_models(
     passes: tuple[str, ...] | None = None,
     memory: bool = True,
     log=print,
-    deploy: bool = False,
+    deploy: bool | tuple[str, ...] = False,
 ) -> list[Result]:
     """Measure ``names`` and write ``out/models.csv`` as rows finish; the rows.
 
-    ``deploy``: add the deployment rows and write ``out/deploy.json`` (module doc).
+    ``deploy``: add the deployment rows (True: all of :data:`DEPLOY_IMPLS`, or a
+    subset of it) and write ``out/deploy.json`` (module doc).
 
     Raises:
         KeyboardInterrupt: Ctrl-C or SIGTERM (:class:`bench.pipeline.run.Terminated`),
@@ -430,7 +431,9 @@ def run_models(
     timing = TIMINGS["quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")]
     rows: list[Result] = []
     start = time.perf_counter()
-    facts: dict | None = {} if deploy else None
+    facts: dict | None = None
+    if deploy:
+        facts = {"impls": DEPLOY_IMPLS if deploy is True else tuple(deploy)}
     with ResultsWriter(out, resume=False, kind="model") as writer:
         for name in names:
             table = models.get_spec(name).table
