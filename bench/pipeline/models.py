@@ -79,14 +79,11 @@ from ..measure.memory import is_oom, peak_memory
 from ..measure.timing import Timing, make_step, time_interleaved, without_frames
 from ..store.record import Result
 from ..store.results import ResultsWriter
+from .deploy import DEPLOY_IMPLS, NO_TORCH_MEMORY, check_deployed, deploy_variants, first_calls
 from .run import sigterm_as_interrupt
 
 PASSES = ("fwd", "fwdbwd")
 MB = 2**20
-#: the deployment rows (``--deploy``), all of the ``fwd`` pass
-DEPLOY_IMPLS = ("export", "export-compiled", "onnxruntime")
-#: rows whose memory torch's allocator events do not see
-NO_TORCH_MEMORY = ("onnxruntime",)
 TIMINGS = {
     "quick": Timing(budget_s=0.5, min_samples=3, max_samples=15, warmup_calls=1, warmup_s=0.1),
     "cpu": Timing(budget_s=2.0, min_samples=5, max_samples=30, warmup_calls=1, warmup_s=0.05),
@@ -156,8 +153,8 @@ def bench_model(
         )
         check = _check(variants, x, tolerance=1e-2 if cuda else 1e-3)  # CUDA: TF32 convs
         if deployed:
-            _first_calls(deployed, x, deploy[name], batch, log)
-            check |= _check_deployed(deployed, frozen, x, tolerance=1e-2 if cuda else 1e-3)
+            first_calls(deployed, x, deploy[name], batch, log)
+            check |= check_deployed(deployed, frozen, x, tolerance=1e-2 if cuda else 1e-3)
         for pass_ in passes:
             rows = {}
             timed = variants | (deployed if pass_ == "fwd" else {})
@@ -193,86 +190,6 @@ def bench_model(
             if write is not None:
                 write(list(rows.values()))
     return results
-
-
-class OrtModule(torch.nn.Module):
-    """An ONNX Runtime session called like a module (inference only; CPU tensors)."""
-
-    def __init__(self, data: bytes, threads: int):
-        super().__init__()
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def forward(self, x):
-        return torch.from_numpy(self.session.run(None, {self.input_name: x.numpy()})[0])
-
-
-def deploy_variants(naive: torch.nn.Module, device: str, log=print, impls=DEPLOY_IMPLS):
-    """``({impl: module}, frozen naive copy, facts)`` of the deployment rows.
-
-    The exports are made from a frozen eval copy of ``naive`` (the native rows'
-    training steps move its batch-norm statistics later). ``onnxruntime`` only
-    on the CPU, and only when onnx/onnxscript/onnxruntime import; a failure is
-    logged and kept in the facts (``onnx_error``), and the row left out.
-    ``impls``: the subset of :data:`DEPLOY_IMPLS` to make.
-    """
-    from sepgconv.export import to_onnx
-
-    frozen = copy.deepcopy(naive).eval()
-    t0 = time.perf_counter()
-    plain = sepgconv.export_modules(frozen).eval()
-    info: dict = {"export_s": round(time.perf_counter() - t0, 3), "compile_s": {}}
-    info["params_stored"] = sum(p.numel() for p in plain.parameters())
-    out = {"export": plain}
-    if "export-compiled" in impls:
-        out["export-compiled"] = torch.compile(copy.deepcopy(plain))
-    if "onnxruntime" in impls and torch.device(device).type == "cpu":
-        try:
-            x = naive.example_input(2)
-            t0 = time.perf_counter()
-            batch = torch.export.Dim("batch", min=1, max=1024)
-            data = to_onnx(frozen, x, dynamic_shapes=({0: batch},))
-            info["onnx_s"] = round(time.perf_counter() - t0, 3)
-            info["onnx_bytes"] = len(data)
-            out["onnxruntime"] = OrtModule(data, torch.get_num_threads())
-        except Exception as e:  # noqa: BLE001 - no runtime here, or the exporter failed
-            info["onnx_error"] = f"{type(e).__name__}: {e}".replace("\n", " ")[:300]
-            log(f"onnxruntime rows left out: {info['onnx_error']}")
-    return {k: v for k, v in out.items() if k in impls}, frozen, info
-
-
-def _first_calls(deployed: dict, x: torch.Tensor, info: dict, batch: int, log=print) -> None:
-    """Call each deployed model once on ``x`` (torch.compile compiles for this shape)."""
-    for impl, m in deployed.items():
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            m(x)
-        if impl == "export-compiled":
-            info["compile_s"][str(batch)] = round(time.perf_counter() - t0, 3)
-            log(f"export-compiled: first call at batch {batch} (compiling) "
-                f"{info['compile_s'][str(batch)]:.1f} s")  # fmt: skip
-
-
-def _check_deployed(deployed: dict, frozen, x: torch.Tensor, tolerance: float) -> dict:
-    """``{impl: (max relative difference, status, error)}`` against the frozen naive model."""
-    with torch.no_grad():
-        ref = frozen(x)
-    out = {}
-    for impl, m in deployed.items():
-        try:
-            with torch.no_grad():
-                d = _rel_diff(m(x).to(ref.device), ref)
-        except Exception as e:  # noqa: BLE001
-            out[impl] = (None, *_failure(e))
-            continue
-        bad = d > tolerance or d != d
-        out[impl] = (d, "mismatch" if bad else "ok", f"max rel diff {d:.3g}" if bad else "")
-    return out
 
 
 def unavailable_reason(model: torch.nn.Module, impl: str, device: str) -> str | None:
@@ -452,9 +369,7 @@ __all__ = [
     "DEPLOY_IMPLS",
     "PASSES",
     "TIMINGS",
-    "OrtModule",
     "batches_for",
     "bench_model",
-    "deploy_variants",
     "run_models",
 ]
