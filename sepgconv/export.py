@@ -59,7 +59,7 @@ from collections import OrderedDict
 
 import torch
 from torch import fx, nn
-from torch.nn.modules.utils import _triple
+from torch.nn.modules.utils import _pair
 
 from sepgconv.blocks import GroupBatchNorm, GroupMaxPool2d, GroupPool
 from sepgconv.gconv import GConv2d
@@ -168,7 +168,7 @@ def _export_block(module: nn.Module) -> nn.Module | None:
             getattr(bn, name).requires_grad_(param.requires_grad)
         return bn.train(module.training)
     if isinstance(module, GroupMaxPool2d):
-        k, s, p = (_triple(v)[1:] for v in (module.kernel_size, module.stride, module.padding))
+        k, s, p = (_pair(v) for v in (module.kernel_size, module.stride, module.padding))
         pool = nn.MaxPool3d((1, *k), (1, *s), (0, *p))
         return pool.train(module.training)
     if isinstance(module, GroupPool):

@@ -200,7 +200,9 @@ def test_own_containers_are_kept_and_group_pool_mean():
         def forward(self, x):
             return self.pool(self.maxpool(self.bn(self.conv(x))))
 
-    net = Head().double().eval()
+    net = Head().double()
+    net.maxpool = sepgconv.GroupMaxPool2d((2, 3), stride=(2, 1), padding=(0, 1))
+    net.eval()
     plain = sepgconv.export_modules(net)
     assert type(plain) is Head and not sepgconv_modules(plain)
     assert not any(m.training for m in plain.modules())  # not traced: each module's own flag
