@@ -218,7 +218,11 @@ def _trace_containers(module: nn.Module) -> nn.Module:
             f"export_modules: cannot trace {type(module).__name__} with torch.fx "
             f"to plain modules: {err}"
         ) from err
-    return traced.train(module.training)
+    # each module keeps its own mode (a trace's train() would set one for all)
+    modes = {name: m.training for name, m in module.named_modules()}
+    for name, m in traced.named_modules():
+        m.training = modes.get(name, module.training)
+    return traced
 
 
 def export_modules(

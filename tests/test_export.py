@@ -188,6 +188,17 @@ def test_batch_norm_state_and_mode_preserved(name, train):
         assert int(a.num_batches_tracked) == int(b.num_batches_tracked)
 
 
+def test_mixed_modes_are_kept_module_by_module():
+    net = models.build("gc-p4cnn", seed=0).eval()
+    net.features.layer3.bn.train()  # e.g. batch norm adapting at test time
+    plain = sepgconv.export_modules(net)
+    modes = {name: m.training for name, m in net.named_modules()}
+    assert plain.features.layer3.bn.training and not plain.features.layer2.bn.training
+    for name, m in plain.named_modules():
+        if name in modes and isinstance(m, (nn.BatchNorm3d, nn.Linear)):
+            assert m.training == modes[name], name
+
+
 def test_own_containers_are_kept_and_group_pool_mean():
     class Head(nn.Module):  # a user's module: not sepgconv, kept as it is
         def __init__(self):
