@@ -8,7 +8,9 @@ Public API::
             memory_format="contiguous"|"channels_last")
 
 plus the groups (:data:`p4`, :data:`p4m`), the registry of implementations,
-:func:`to_memory_format` (a map in a layer's memory format), the building
+:func:`to_memory_format` (a map in a layer's memory format),
+:func:`export_modules` (a copy made of plain ``torch.nn`` modules, for
+deployment and ONNX; see ``docs/deploy.md``), the building
 blocks for the paper's networks, :mod:`sepgconv.counting` and
 :mod:`sepgconv.autotune` (the cache behind ``impl="auto"``).
 """
@@ -19,6 +21,7 @@ from sepgconv import fused as _fused  # noqa: F401  (registers the fused impleme
 from sepgconv import impls as _impls  # noqa: F401  (registers the implementations)
 from sepgconv.blocks import GroupBatchNorm, GroupMaxPool2d, GroupPool
 from sepgconv.errors import InputError, UnavailableError, UnknownChoiceError
+from sepgconv.export import export_modules
 from sepgconv.gconv import GConv2d
 from sepgconv.groups import GROUPS, Group, get_group, p4, p4m
 from sepgconv.layout import is_memory_format, to_memory_format
@@ -31,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GConv2d",
     "autotune",
+    "export_modules",
     "available_implementations",
     "InputError",
     "UnavailableError",

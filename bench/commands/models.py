@@ -4,12 +4,14 @@ Usage::
 
     python -m bench models [--device cpu|cuda] [--out DIR] [--quick]
                            [--models NAME[,NAME…]] [--batches N[,N…]] [--passes fwd,fwdbwd]
-                           [--no-memory] [--threads N]
+                           [--no-memory] [--threads N] [--deploy [IMPL[,IMPL…]]]
 
 What is measured, and how: :mod:`bench.pipeline.models`. Output:
 ``DIR/models.csv`` (one row per model × impl × batch × pass, written as rows
 finish; the :class:`bench.store.record.Result` record of kind ``model``),
-``DIR/samples.jsonl`` and ``DIR/env.json``; ``DIR`` defaults to
+``DIR/samples.jsonl`` and ``DIR/env.json`` (with ``--deploy`` also the
+deployment rows ``export``, ``export-compiled``, ``onnxruntime`` of the ``fwd``
+pass and ``DIR/deploy.json``; see :mod:`bench.pipeline.models`); ``DIR`` defaults to
 ``results/local/<device-slug>/models``. Exit code 0, or 1 when a row is
 ``mismatch``/``error``/``oom``; 2 for unusable arguments or a machine that stayed
 busy (:mod:`bench.measure.gate`: ``--wait-quiet SECONDS``, ``--force``); 130 when stopped by
@@ -29,7 +31,7 @@ import torch
 from sepgconv import models
 
 from ..measure import allocator, env, gate
-from ..pipeline.models import PASSES, run_models
+from ..pipeline.models import DEPLOY_IMPLS, PASSES, run_models
 from ..pipeline.run import stop_name
 from ..store.results import CPU_THREADS, LOCAL_RESULTS, MODELS_CSV, write_env
 from .options import torch_threads
@@ -54,6 +56,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--no-memory", action="store_true", help="skip the peak-memory call")
     add("--threads", type=int, default=None, help="torch.set_num_threads(N) (CPU default: 1)")
     gate.add_options(parser)
+    add("--deploy", nargs="?", const=",".join(DEPLOY_IMPLS), default=None, type=_csv_list,
+        help="also the deployed model (fwd pass): export_modules eager and torch.compile'd, "
+             "and ONNX Runtime on the CPU (needs sepgconv[deploy]); optionally a subset: "
+             f"--deploy {','.join(DEPLOY_IMPLS[::2])}")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -64,6 +70,10 @@ def main(args: argparse.Namespace) -> int:
     names = args.models or models.names()
     unknown = [n for n in names if n not in models.MODELS]
     bad_pass = [p for p in (args.passes or []) if p not in PASSES]
+    bad_deploy = [d for d in (args.deploy or []) if d not in DEPLOY_IMPLS]
+    if bad_deploy:
+        print(f"error: unknown --deploy {bad_deploy}; valid: {list(DEPLOY_IMPLS)}", file=sys.stderr)
+        return 2
     if unknown or bad_pass:
         print(f"error: unknown models {unknown} / passes {bad_pass}; models: "
               f"{models.names()}, passes: {list(PASSES)}", file=sys.stderr)  # fmt: skip
@@ -90,7 +100,7 @@ def _run(args: argparse.Namespace, device: str, names: list[str]) -> int:
     try:
         rows = run_models(
             names, device, out, quick=args.quick, batches=args.batches, passes=args.passes,
-            memory=not args.no_memory,
+            memory=not args.no_memory, deploy=args.deploy,
         )  # fmt: skip
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM: the same clean stop, no traceback
         environment.update(interrupted=stop_name(e), wall_s=round(time.perf_counter() - start, 1))

@@ -40,6 +40,20 @@ Table 2; CPU ``--quick``: ``(2, 16)`` for Table 1 and batch 2 for Table 2 (the
 training step at batch 2 is the paper's memory figure; the slowest, a
 g-p4m-ResNet44 step in ``rearranged``, took 7 s on one AMD EPYC thread, and the
 whole quick run 177 s).
+Deployment (``--deploy``, the ``fwd`` pass only): next to the native
+implementations, rows for what would be shipped (``docs/deploy.md``):
+``export`` (:func:`sepgconv.export_modules` of the model, eager), ``export-compiled``
+(the same under ``torch.compile``; its compile time, outside the timing, is
+logged and kept in ``deploy.json``) and, on the CPU, ``onnxruntime`` (the
+ONNX file of :func:`sepgconv.export.to_onnx`, batch axis dynamic, run by an
+ONNX Runtime CPU session with as many intra-op threads as torch). Their
+``params_measured`` counts the numbers the deployed model stores (F̃ for full
+and g layers, w̃ and T_h(K) for gc: more than the native model's), their
+``macs_executed`` is the form they run (dense for full and g, separable for
+gc), and they are checked against a frozen copy of the naive model they were
+exported from. ONNX Runtime allocates outside torch, so its peak memory is not
+measured (stated in ``error``). ``deploy.json`` keeps per model the seconds to
+export, to compile and to write the ONNX file, and the file's size.
 Rows are :class:`bench.store.record.Result` records of kind ``model``,
 written to ``models.csv`` by :func:`run_models` as they finish (per model,
 batch and pass). Ctrl-C, or SIGTERM (turned into the same ``KeyboardInterrupt``
@@ -50,6 +64,7 @@ written so far kept.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from pathlib import Path
 
@@ -64,6 +79,7 @@ from ..measure.memory import is_oom, peak_memory
 from ..measure.timing import Timing, make_step, time_interleaved, without_frames
 from ..store.record import Result
 from ..store.results import ResultsWriter
+from .deploy import DEPLOY_IMPLS, NO_TORCH_MEMORY, check_deployed, deploy_variants, first_calls
 from .run import sigterm_as_interrupt
 
 PASSES = ("fwd", "fwdbwd")
@@ -97,9 +113,14 @@ def bench_model(
     memory: bool = True,
     log=print,
     write=None,
+    deploy: dict | None = None,
 ) -> list[Result]:
     """Measure one registry model in every implementation, batch and pass;
-    ``write(rows)`` (when given) receives each (batch, pass)'s rows as they finish."""
+    ``write(rows)`` (when given) receives each (batch, pass)'s rows as they finish.
+
+    ``deploy``: a dict to add the deployment rows (module doc) and receive their
+    export, compile and ONNX facts (``deploy["impls"]``, when given, the subset of
+    :data:`DEPLOY_IMPLS` to add); None (default) measures the native model only."""
     spec = models.get_spec(name)
     naive = models.build(name, seed=0, device=device)
     variants = {"naive": naive}
@@ -115,6 +136,14 @@ def bench_model(
     # auto executes what it chooses per input: counted per row, after its timing
     executed = {impl: executed_macs(m, layers) for impl, m in variants.items() if impl != "auto"}
     cuda = device.startswith("cuda")
+    deployed: dict = {}
+    if deploy is not None:
+        impls = deploy.get("impls", DEPLOY_IMPLS)
+        deployed, frozen, info = deploy_variants(naive, device, log, impls)
+        deploy[name] = info
+        form = "rearranged" if getattr(naive, "variant", "full") == "gc" else "naive"
+        for impl in deployed:
+            executed[impl] = executed.get(form, executed["naive"])
     results = []
     for batch in batches:
         gen = torch.Generator().manual_seed(batch)
@@ -123,21 +152,30 @@ def bench_model(
             p.numel() * p.element_size() for p in naive.parameters()
         )
         check = _check(variants, x, tolerance=1e-2 if cuda else 1e-3)  # CUDA: TF32 convs
+        if deployed:
+            first_calls(deployed, x, deploy[name], batch, log)
+            check |= check_deployed(deployed, frozen, x, tolerance=1e-2 if cuda else 1e-3)
         for pass_ in passes:
             rows = {}
-            for impl in variants:
+            timed = variants | (deployed if pass_ == "fwd" else {})
+            for impl in timed:
                 r = Result(
                     kind="model", model=name, label=spec.label, table=spec.table,
                     width=spec.width, impl=impl, pass_=pass_, batch=batch, device=device,
                 )  # fmt: skip
                 r.params_measured, r.macs = params, macs
+                if impl in deployed:
+                    r.params_measured = deploy[name]["params_stored"]
                 r.macs_executed = executed.get(impl)
                 r.max_rel_diff_vs_naive, status, r.error = check[impl]
                 r.status = status
                 if batch == 2 and pass_ == "fwdbwd":
                     r.paper_peak_mem_mb = spec.paper_peak_mem_mb
                 rows[impl] = r
-            _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes)
+            _time_pass(timed, rows, x, pass_, device, timing, memory, static_bytes)
+            for impl in NO_TORCH_MEMORY:
+                if impl in rows and rows[impl].status == "ok" and memory:
+                    rows[impl].error = "memory: ONNX Runtime allocates outside torch: not measured"
             if "auto" in variants and rows["auto"].status == "ok":
                 rows["auto"].macs_executed = executed_macs(variants["auto"], layers, batch)
             for impl, why in unavailable.items():
@@ -185,7 +223,7 @@ def _time_pass(variants, rows, x, pass_, device, timing, memory, static_bytes) -
             continue
         r.set_samples(s)  # the same latency columns as bench run's rows
         r.set_window(watched)
-        if memory:
+        if memory and impl not in NO_TORCH_MEMORY:
             _memory(r, steps[impl], device, static_bytes)
     ref = rows["naive"].latency_ms_median
     for r in rows.values():
@@ -296,8 +334,12 @@ def run_models(
     passes: tuple[str, ...] | None = None,
     memory: bool = True,
     log=print,
+    deploy: bool | tuple[str, ...] = False,
 ) -> list[Result]:
     """Measure ``names`` and write ``out/models.csv`` as rows finish; the rows.
+
+    ``deploy``: add the deployment rows (True: all of :data:`DEPLOY_IMPLS`, or a
+    subset of it) and write ``out/deploy.json`` (module doc).
 
     Raises:
         KeyboardInterrupt: Ctrl-C or SIGTERM (:class:`bench.pipeline.run.Terminated`),
@@ -306,14 +348,28 @@ def run_models(
     timing = TIMINGS["quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")]
     rows: list[Result] = []
     start = time.perf_counter()
+    facts: dict | None = None
+    if deploy:
+        facts = {"impls": DEPLOY_IMPLS if deploy is True else tuple(deploy)}
     with ResultsWriter(out, resume=False, kind="model") as writer:
         for name in names:
             table = models.get_spec(name).table
             bs = tuple(batches or batches_for(table, device, quick))
             ps = tuple(passes or PASSES)
-            rows += bench_model(name, device, timing, bs, ps, memory, log=log, write=writer.write)
+            rows += bench_model(
+                name, device, timing, bs, ps, memory, log=log, write=writer.write, deploy=facts
+            )
+            if facts is not None:
+                (out / "deploy.json").write_text(json.dumps(facts, indent=1) + "\n")
     log(f"wrote {out / 'models.csv'} ({time.perf_counter() - start:.0f} s)")
     return rows
 
 
-__all__ = ["PASSES", "TIMINGS", "batches_for", "bench_model", "run_models"]
+__all__ = [
+    "DEPLOY_IMPLS",
+    "PASSES",
+    "TIMINGS",
+    "batches_for",
+    "bench_model",
+    "run_models",
+]

@@ -273,6 +273,15 @@ def _models_section(models: pd.DataFrame) -> str:
     parts = ["Median latency (ms) per implementation (`models/models.csv`, ok rows)."]
     if not lat.empty:
         parts.append(md_table(list(lat.columns), lat.itertuples(index=False)))
+    dep = paper_models.deploy_table(models)
+    if not dep.empty:
+        parts += [
+            "### Deployed\n\nWhat a deployed g or gc model costs against the deployed full "
+            "model of its table (`bench models --deploy`, forward pass; `docs/deploy.md`): "
+            "exported to plain torch.nn modules (eager and torch.compile'd) and in ONNX "
+            "Runtime. Parameters are those the deployed model stores (F̃, not F).",
+            md_table(list(dep.columns), dep.itertuples(index=False)),
+        ]
     mem = paper_models.memory_table(models)
     if not mem.empty:
         parts += [

@@ -14,6 +14,10 @@ models``), as the README shows them.
 
   NVML's device-used figure is recorded in the CSV but not compared: it counts
   every process and the CUDA context, not the model.
+* :func:`deploy_table` — the deployment rows (``bench models --deploy``):
+  per deployed form (``export``, ``export-compiled``, ``onnxruntime``) and
+  batch, what a deployed g or gc model costs against the deployed full model
+  of its table (latency, stored parameters, working memory, and × full).
 * :func:`memory_summary` — per measure, how many rows are within
   :data:`TOLERANCE` of the paper; per model, the row and measure closest to it.
 
@@ -26,6 +30,7 @@ a GPU run confirms it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +56,7 @@ HEADERS = {
 }
 _NUMERIC = (
     "latency_ms_median", "peak_mem_mb", "peak_mem_with_weights_mb", "mem_reserved_bytes",
-    "paper_peak_mem_mb", "batch", "table",
+    "paper_peak_mem_mb", "batch", "table", "params_measured",
 )  # fmt: skip
 
 
@@ -90,6 +95,48 @@ def latency_table(df: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().sort_values(
         ["model", "batch", "pass"], key=lambda s: s.map(order.index) if s.name == "model" else s
     )
+
+
+#: the deployment rows' impl names (bench.pipeline.models.DEPLOY_IMPLS)
+DEPLOY_IMPLS = ("export", "export-compiled", "onnxruntime")
+
+
+def full_of(model: str) -> str:
+    """The full model a g/gc row is compared with: ``gc-p4cnn-w30`` -> ``p4cnn``."""
+    base = re.sub(r"-w\d+$", "", model)
+    return re.sub(r"^(g|gc)-", "", base)
+
+
+def deploy_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Deployed models against the deployed full model of their table (``fwd`` rows).
+
+    One row per (model, deployed form, batch) whose full model was deployed
+    in the same form and batch: latency (ms), ``× full`` latency, parameters the
+    deployed model stores and ``× full``, working memory (MB) and ``× full``.
+    """
+    ok = df[(df["status"] == "ok") & df["impl"].isin(DEPLOY_IMPLS)]
+    if ok.empty:
+        return pd.DataFrame()
+    ok = ok.assign(full=ok["model"].map(full_of))
+    key = ["impl", "batch", "pass"]
+    ref = ok[ok["model"] == ok["full"]].set_index(["model", *key])
+    rows = []
+    for _, r in ok.iterrows():
+        k = (r["full"], r["impl"], r["batch"], r["pass"])
+        if k not in ref.index:
+            continue
+        f = ref.loc[k]
+        params = pd.to_numeric(r.get("params_measured"), errors="coerce")
+        fparams = pd.to_numeric(f.get("params_measured"), errors="coerce")
+        mem = r.get("peak_mem_mb", np.nan)
+        rows.append({
+            "model": r["model"], "deployed as": r["impl"], "batch": int(r["batch"]),
+            "latency ms": r["latency_ms_median"],
+            "× full latency": r["latency_ms_median"] / f["latency_ms_median"],
+            "params stored": params, "× full params": params / fparams,
+            "working MB": mem, "× full memory": mem / f.get("peak_mem_mb", np.nan),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def memory_table(df: pd.DataFrame) -> pd.DataFrame:
