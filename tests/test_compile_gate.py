@@ -59,3 +59,19 @@ def test_a_new_resolution_or_batch_is_no_new_autotune_and_no_respecialisation():
         assert len(configs) == 2, name
     if hasattr(kernels["fwd"], "cache_results"):
         assert kernels["fwd"].cache_results  # the tuned choice persists across runs
+
+
+def test_the_autotuner_tries_only_what_the_gate_checked():
+    import torch
+
+    fwd, dx = launch._KERNELS["fwd"][1], launch._KERNELS["gc_dx"][1]
+    x32, x16 = torch.empty(1), torch.empty(1, dtype=torch.float16)
+
+    def blocks(cfgs, **kw):
+        return [c.kwargs["BLOCK_NH"] for c in cfgs]
+
+    assert blocks(launch._prune_nh(fwd, {"NH": 64, "x_ptr": x32}, IS_GC=True, K=3)) == [16, 32]
+    assert blocks(launch._prune_nh(fwd, {"NH": 64, "x_ptr": x16}, IS_GC=True, K=3)) == [16]
+    assert blocks(launch._prune_nh(fwd, {"NH": 64, "x_ptr": x16}, IS_GC=False, K=3)) == [16, 32]
+    assert blocks(launch._prune_nh(dx, {"NH": 64}, K=launch.NARROW_FROM_K)) == [16]
+    assert blocks(launch._prune_nh(dx, {"NH": 8}, K=3)) == [16]  # no block wider than NH

@@ -107,6 +107,9 @@ KNOWN_SPILLS: dict[tuple[str, int], str] = {
     ("gc_dx", 7): "gc dX: D from 49 shifted dY loads feeds the tl.dot (216-296 B/thread)",
     ("g_wgrad", 7): "g weight gradient: two gathers per tap over 49 taps, ~26 KB/thread of "
     "local memory; the taps must be split over programs before this kernel is usable at k = 7",
+    ("gc_dk", 5): "gc dT_h(K): 8-24 B/thread in every block tried (16 or 32 channels, "
+    "BLOCK_K 16 or 32, 4 or 8 warps); small, but a spill",
+    ("gc_dw", 5): "gc dw̃: 25 shifted dY loads kept live for the tl.dot (632-648 B/thread)",
     ("gc_dk", 7): "gc dT_h(K): X̃ replay plus 49 gather reductions (448-632 B/thread)",
     ("gc_dw", 7): "gc dw̃: 49 shifted dY loads kept live for the tl.dot (~10 KB/thread)",
 }
@@ -135,7 +138,9 @@ def check(kernels, ks, dtypes, *, arch=90, channels=64, size=32, configs=None, o
                 for label, gc in labels(name):
                     consts = _constexprs(name, gc, k, channels, 4, size, acc)
                     listed = (configs or {}).get(name)
-                    for config in listed or launch.shipped(launch._KERNELS[name][1], 1 << 16, k):
+                    narrow = gc and name == "fwd" and dtype in ("fp16", "bf16")
+                    cfgs = launch.shipped(launch._KERNELS[name][1], 1 << 16, k, narrow)
+                    for config in listed or cfgs:
                         r = compile_one(name, config, consts, ptr_type, arch)
                         flags = (["spills"] if r["stack_bytes"] > 0 else []) + (
                             ["smem"] if r["smem_bytes"] > limit else []

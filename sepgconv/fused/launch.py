@@ -49,11 +49,12 @@ _INT32_MAX = 2**31 - 1
 NARROW_FROM_K = 5
 
 
-def shipped(configs, nh: int, k: int) -> list:
-    """The configurations the autotuner may try for ``NH = nh`` at kernel size ``k``."""
+def shipped(configs, nh: int, k: int, narrow: bool = False) -> list:
+    """The configurations the autotuner may try for ``NH = nh`` at kernel size ``k``
+    (``narrow``: the 16-channel block only, as from :data:`NARROW_FROM_K` on)."""
     # a channel block wider than the padded channel count only adds masked lanes
     cap = max(16, next_pow2(nh))
-    if k >= NARROW_FROM_K:
+    if narrow or k >= NARROW_FROM_K:
         cap = 16
     kept = [c for c in configs if c.kwargs["BLOCK_NH"] <= cap]
     return kept or configs[:1]
@@ -61,7 +62,10 @@ def shipped(configs, nh: int, k: int) -> list:
 
 def _prune_nh(configs, named_args, **kwargs):
     k = kwargs.get("K", named_args.get("K", 0))
-    return shipped(configs, named_args["NH"], k)
+    # the gc forward in fp16/bf16 spills with 32 channels (40 B/thread at k = 3)
+    gc = kwargs.get("IS_GC", named_args.get("IS_GC", False))
+    narrow = bool(gc) and named_args["x_ptr"].element_size() == 2
+    return shipped(configs, named_args["NH"], k, narrow)
 
 
 def _cfg(warps: int, **blocks) -> triton.Config:
@@ -98,7 +102,7 @@ _KERNELS = {
     ),
     "g_wgrad": (
         kernels_bwd.fused_g_wgrad_kernel,
-        [_cfg(4, BLOCK_NH=16), _cfg(8, BLOCK_NH=32)],
+        [_cfg(8, BLOCK_NH=16), _cfg(8, BLOCK_NH=32)],  # 16 with 4 warps spills at k = 5
         ["C_IN", "G_IN", *_SHAPE],
     ),
     "gc_dk": (
