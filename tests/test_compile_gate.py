@@ -34,8 +34,10 @@ def test_a_spilling_config_fails_and_a_shipped_one_passes():
 
 
 def test_known_exceptions_name_their_reason():
-    for (label, k), why in compile_check.KNOWN_SPILLS.items():
+    for key, why in compile_check.KNOWN_SPILLS.items():
+        label, k, *dtype = key
         assert label.split("[")[0] in launch._KERNELS and k in (1, 3, 5, 7) and len(why) > 20
+        assert dtype in ([], ["fp16"], ["bf16"], ["fp32"])
 
 
 def test_shipped_configs_are_few():

@@ -98,8 +98,13 @@ def compile_one(name, config, constexprs, ptr_type, arch):
     return _resources(triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options))
 
 
-#: (kernel label, k) -> why every shipped configuration spills there (reported, not failed)
-KNOWN_SPILLS: dict[tuple[str, int], str] = {
+#: (kernel label, k) or (kernel label, k, dtype) -> why every shipped configuration
+#: spills there (reported, not failed)
+KNOWN_SPILLS: dict[tuple, str] = {
+    ("fwd[gc]", 5, "fp16"): "gc forward, fp16: 24 B/thread with 16 channels and 4 warps "
+    "(8 warps: none, but not verified at the other k yet)",
+    ("fwd[gc]", 7, "fp16"): "gc forward, fp16: 584 B/thread with 16 channels and 4 warps "
+    "(8 warps: 64 B)",
     ("fwd", 7): "g forward: a 128-lane X̃ halo tile and 49 tl.gather taps per input channel "
     "exceed 255 registers (224-352 B/thread local memory); needs a gather-free tap loop",
     ("g_dx", 7): "g dX: 49 shifted dY tiles per input channel feed G_in reductions "
@@ -145,7 +150,8 @@ def check(kernels, ks, dtypes, *, arch=90, channels=64, size=32, configs=None, o
                         flags = (["spills"] if r["stack_bytes"] > 0 else []) + (
                             ["smem"] if r["smem_bytes"] > limit else []
                         )
-                        known = KNOWN_SPILLS.get((label, k)) if flags else None
+                        known = KNOWN_SPILLS.get((label, k, dtype), KNOWN_SPILLS.get((label, k)))
+                        known = known if flags else None
                         row = dict(dtype=dtype, k=k, kernel=label, config=_short(config),
                                    **r, flags=flags, known=known)  # fmt: skip
                         rows.append(row)
