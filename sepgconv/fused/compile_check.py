@@ -106,17 +106,21 @@ KNOWN_SPILLS: dict[tuple, str] = {
     ("fwd[gc]", 7, "fp16"): "gc forward, fp16: 584 B/thread with 16 channels and 4 warps "
     "(8 warps: 64 B)",
     ("fwd", 7): "g forward: a 128-lane X̃ halo tile and 49 tl.gather taps per input channel "
-    "exceed 255 registers (224-352 B/thread local memory); needs a gather-free tap loop",
+    "exceed 255 registers (fp32 328 B/thread local memory, fp16 32 B); "
+    "needs a gather-free tap loop",
     ("g_dx", 7): "g dX: 49 shifted dY tiles per input channel feed G_in reductions "
-    "(160-168 B/thread)",
-    ("gc_dx", 7): "gc dX: D from 49 shifted dY loads feeds the tl.dot (216-296 B/thread)",
-    ("g_wgrad", 7): "g weight gradient: two gathers per tap over 49 taps, ~26 KB/thread of "
+    "(fp32 168 B/thread, fp16 2,272 B)",
+    ("gc_dx", 7): "gc dX: D from 49 shifted dY loads feeds the tl.dot "
+    "(fp32 296 B/thread, fp16 680 B)",
+    ("g_wgrad", 7): "g weight gradient: two gathers per tap over 49 taps, ~16 KB/thread of "
     "local memory; the taps must be split over programs before this kernel is usable at k = 7",
     ("gc_dk", 5): "gc dT_h(K): 8-24 B/thread in every block tried (16 or 32 channels, "
     "BLOCK_K 16 or 32, 4 or 8 warps); small, but a spill",
-    ("gc_dw", 5): "gc dw̃: 25 shifted dY loads kept live for the tl.dot (632-648 B/thread)",
-    ("gc_dk", 7): "gc dT_h(K): X̃ replay plus 49 gather reductions (448-632 B/thread)",
-    ("gc_dw", 7): "gc dw̃: 49 shifted dY loads kept live for the tl.dot (~10 KB/thread)",
+    ("gc_dw", 5): "gc dw̃: 25 shifted dY loads kept live for the tl.dot "
+    "(fp32 632-648 B/thread, fp16 8 B)",
+    ("gc_dk", 7): "gc dT_h(K): X̃ replay plus 49 gather reductions (fp32 448 B/thread, fp16 376 B)",
+    ("gc_dw", 7): "gc dw̃: 49 shifted dY loads kept live for the tl.dot "
+    "(fp32 ~10 KB/thread, fp16 ~200 B)",
 }
 
 
