@@ -150,9 +150,10 @@ class GGConv2dRearranged(_GParams, GConv2d):
     """g-GConv rearranged (Eqs. 8–9), in blocks that bound the memory of X̃.
 
     Eq. 9, ``X̃[n,h,c] = Σ_g X[c,g]·w̃[n,h,c,g]``: a 1×1 conv with ``C_in``
-    groups (its output channels come out ordered ``(c, n, h)``). A transpose
-    to ``(n, h, c)`` — one copy of X̃ — then Eq. 8, ``Y[n,h] = Σ_c X̃[n,h,c] ⋆
-    T_h(K[n,c])``: a k×k conv with ``C_out·G_out`` groups of ``C_in`` channels.
+    groups, computed as one matmul batched over ``c`` (its output comes out
+    ordered ``(c, n, h)``). A transpose to ``(n, h, c)`` — one copy of X̃ — then
+    Eq. 8, ``Y[n,h] = Σ_c X̃[n,h,c] ⋆ T_h(K[n,c])``: a k×k conv with
+    ``C_out·G_out`` groups of ``C_in`` channels.
 
     X̃ has ``C_in`` times the output's elements, so it is never built whole: the
     layer loops over blocks of images, output channels and (only when one
@@ -182,12 +183,17 @@ class GGConv2dRearranged(_GParams, GConv2d):
         # x [b, cb·Gi, H, W]; pointwise [(c, n, h), Gi, 1, 1]; spatial [(n, h), cb, k, k];
         # nh = nb·G_out and cb passed as ints (sizes read off tensors are traced by jit.trace)
         b, _, hgt, wid = x.shape
+        gi = self.g_in
         with region("sepgconv.pointwise"):
-            xt = F.conv2d(x, pointwise, groups=cb)  # [b, (c, n, h), H, W]
+            # X̃[b, (n, h), c, p] = Σ_g w̃[c, (n, h), g]·X[b, c, g, p]: one matmul batched
+            # over c (the same MACs as a 1×1 conv with C_in groups, which oneDNN and cuDNN
+            # run slowly per MAC with G_in channels per group); out [c, (n, h), (b, p)]
+            xc = x.reshape(b, cb, gi, -1).permute(1, 2, 0, 3).reshape(cb, gi, -1)
+            xt = torch.matmul(pointwise.reshape(cb, nh, gi), xc)
         with region("sepgconv.transpose"):
-            # [b, (c, n, h)] -> [b, (n, h), c]: the one copy of X̃, written in the layer's
+            # [c, (n, h), b] -> [b, (n, h), c]: the one copy of X̃, written in the layer's
             # format (channels_last: X̃ stored b, H, W, (n, h), c, folded by a view)
-            xt = xt.view(b, cb, nh, hgt, wid).transpose(1, 2)
+            xt = xt.view(cb, nh, b, hgt, wid).permute(2, 1, 0, 3, 4)
             xt = layout.to_memory_format(xt, self._format).reshape(b, nh * cb, hgt, wid)
             if b == 1 and self._format == "channels_last":
                 # the fold leaves a batch stride of C (not C·H·W) on the size-1 batch axis;
