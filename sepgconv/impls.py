@@ -24,6 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from sepgconv import counting, layout
 from sepgconv.counting import LayerShape
@@ -115,14 +116,52 @@ class GGConv2dNaive(_DenseMixin, _GParams, GConv2d):
         return {"filter": f + s.g_out * f, "activations": 0}
 
 
+G_BLOCK_FLOOR = 1 << 15  # elements of X̃ per block always allowed (128 KiB in fp32)
+
+
+def g_rearranged_blocks(s: LayerShape) -> tuple[int, int, int]:
+    """Block sizes ``(batch, C_out, C_in)`` of g/rearranged's loop (a function of the shape).
+
+    One block materialises ``X̃`` for ``bb`` images, ``nb`` output channels (all
+    ``G_out`` of each) and ``cb`` input channels: ``bb·nb·G_out·cb·H·W`` elements,
+    bounded by a quarter of the naive path's working memory (F̃ + the output), so
+    that the grouped 1×1 output, its transposed copy and (in the backward) their
+    gradients stay within it, or ``G_BLOCK_FLOOR`` elements if that is more (a
+    small layer is not cut into many tiny convs). Whole input-channel groups are
+    kept first (no partial sums), then whole output-channel blocks, then whole
+    batches.
+    """
+    ftilde = s.c_out * s.g_out * s.c_in * s.g_in * s.k**2
+    out = s.batch * s.c_out * s.g_out * s.h_out * s.w_out
+    budget = max((ftilde + out) // 4, G_BLOCK_FLOOR)
+    per_c = s.g_out * s.h_in * s.w_in  # X̃ of one (image, output channel n, input channel c)
+    cb = max(1, min(s.c_in, budget // per_c))
+    if cb < s.c_in:
+        return 1, 1, cb
+    nb = max(1, min(s.c_out, budget // (per_c * s.c_in)))
+    if nb < s.c_out:
+        return 1, nb, cb
+    bb = max(1, min(s.batch, budget // (per_c * s.c_in * s.c_out)))
+    return bb, nb, cb
+
+
 @register
 class GGConv2dRearranged(_GParams, GConv2d):
-    """g-GConv rearranged (Eqs. 8–9).
+    """g-GConv rearranged (Eqs. 8–9), in blocks that bound the memory of X̃.
 
     Eq. 9, ``X̃[n,h,c] = Σ_g X[c,g]·w̃[n,h,c,g]``: a 1×1 conv with ``C_in``
-    groups (its output channels come out ordered ``(c, n, h)``). A transpose
-    to ``(n, h, c)`` — one copy of X̃ — then Eq. 8, ``Y[n,h] = Σ_c X̃[n,h,c] ⋆
-    T_h(K[n,c])``: a k×k conv with ``C_out·G_out`` groups of ``C_in`` channels.
+    groups, computed as one matmul batched over ``c`` (its output comes out
+    ordered ``(c, n, h)``). A transpose to ``(n, h, c)`` — one copy of X̃ — then
+    Eq. 8, ``Y[n,h] = Σ_c X̃[n,h,c] ⋆ T_h(K[n,c])``: a k×k conv with
+    ``C_out·G_out`` groups of ``C_in`` channels.
+
+    X̃ has ``C_in`` times the output's elements, so it is never built whole: the
+    layer loops over blocks of images, output channels and (only when one
+    output channel's X̃ is still too large) input channels, sized by
+    :func:`g_rearranged_blocks`; each block writes its slice of the output (input
+    channel blocks add partial sums). With more than one block and autograd
+    recording, each block is checkpointed: the backward recomputes its X̃
+    instead of keeping every block's X̃ alive, so training is bounded too.
     """
 
     variant = "g"
@@ -140,19 +179,72 @@ class GGConv2dRearranged(_GParams, GConv2d):
         pointwise = w_t.permute(1, 0, 2, 3).reshape(c * n * go, gi, 1, 1)
         return self._in_format(pointwise), self._in_format(spatial)
 
+    def _block(self, x, pointwise, spatial, bias, nh, cb):
+        # x [b, cb·Gi, H, W]; pointwise [(c, n, h), Gi, 1, 1]; spatial [(n, h), cb, k, k];
+        # nh = nb·G_out and cb passed as ints (sizes read off tensors are traced by jit.trace)
+        b, _, hgt, wid = x.shape
+        gi = self.g_in
+        with region("sepgconv.pointwise"):
+            # X̃[b, (n, h), c, p] = Σ_g w̃[c, (n, h), g]·X[b, c, g, p]: one matmul batched
+            # over c (the same MACs as a 1×1 conv with C_in groups, which oneDNN and cuDNN
+            # run slowly per MAC with G_in channels per group); out [c, (n, h), (b, p)]
+            xc = x.reshape(b, cb, gi, -1).permute(1, 2, 0, 3).reshape(cb, gi, -1)
+            xt = torch.matmul(pointwise.reshape(cb, nh, gi), xc)
+        with region("sepgconv.transpose"):
+            # [c, (n, h), b] -> [b, (n, h), c]: the one copy of X̃, written in the layer's
+            # format (channels_last: X̃ stored b, H, W, (n, h), c, folded by a view)
+            xt = xt.view(cb, nh, b, hgt, wid).permute(2, 1, 0, 3, 4)
+            xt = layout.to_memory_format(xt, self._format).reshape(b, nh * cb, hgt, wid)
+            if b == 1 and self._format == "channels_last":
+                # the fold leaves a batch stride of C (not C·H·W) on the size-1 batch axis;
+                # torch 2.13's CPU conv gives a wrong weight gradient for such an input
+                # (forward and input gradient right): restride the batch axis, no copy
+                xt = xt.as_strided(xt.shape, (xt.numel(), *xt.stride()[1:]))
+        with region("sepgconv.spatial"):
+            return F.conv2d(xt, spatial, bias, self.stride, self.padding, groups=nh)
+
     def _conv(self, x, weights, bias):
         pointwise, spatial = weights
         b, _, hgt, wid = x.shape
-        n, c, go = self.out_channels, self.in_channels, self.g_out
-        with region("sepgconv.pointwise"):
-            xt = F.conv2d(x, pointwise, groups=c)  # [B, (c, n, h), H, W]
-        with region("sepgconv.transpose"):
-            # [B, (c, n, h)] -> [B, (n, h), c]: the one copy of X̃, written in the layer's
-            # format (channels_last: X̃ stored B, H, W, (n, h), c, folded by a view)
-            xt = xt.view(b, c, n * go, hgt, wid).transpose(1, 2)
-            xt = layout.to_memory_format(xt, self._format).reshape(b, n * go * c, hgt, wid)
-        with region("sepgconv.spatial"):
-            return F.conv2d(xt, spatial, bias, self.stride, self.padding, groups=n * go)
+        n, c, go, gi, k = (
+            self.out_channels, self.in_channels, self.g_out, self.g_in, self.kernel_size
+        )  # fmt: skip
+        shape = self.layer_shape(hgt, wid, b)
+        bb, nb, cb = g_rearranged_blocks(shape)
+        if (bb, nb, cb) == (b, n, c):  # one block: no loop, no copies of the weights
+            return self._block(x, pointwise, spatial, bias, n * go, c)
+        recording = torch.is_grad_enabled() and (
+            x.requires_grad or pointwise.requires_grad or spatial.requires_grad
+        )
+        pw5 = pointwise.view(c, n, go, gi)  # views of the cached weights
+        sp5 = spatial.view(n, go, c, k, k)
+        y = torch.empty(
+            b, n * go, shape.h_out, shape.w_out, dtype=x.dtype, device=x.device,
+            memory_format=layout.torch_format(self._format),
+        )  # fmt: skip
+        for n0 in range(0, n, nb):
+            n1 = min(n, n0 + nb)
+            blocks = []  # the weights of each input-channel block, shared by the batch blocks
+            for c0 in range(0, c, cb):
+                c1 = min(c, c0 + cb)
+                pw = pw5[c0:c1, n0:n1].reshape((c1 - c0) * (n1 - n0) * go, gi, 1, 1)
+                sp = sp5[n0:n1, :, c0:c1].reshape((n1 - n0) * go, c1 - c0, k, k)
+                blocks.append((c0, c1, self._in_format(pw), self._in_format(sp)))
+            bias_n = None if bias is None else bias[n0 * go : n1 * go]
+            for b0 in range(0, b, bb):
+                acc = None
+                for c0, c1, pw, sp in blocks:
+                    args = (
+                        x[b0 : b0 + bb, c0 * gi : c1 * gi], pw, sp,
+                        bias_n if c0 == 0 else None, (n1 - n0) * go, c1 - c0,
+                    )  # fmt: skip
+                    if recording:
+                        part = checkpoint(self._block, *args, use_reentrant=False)
+                    else:
+                        part = self._block(*args)
+                    acc = part if acc is None else acc + part
+                y[b0 : b0 + bb, n0 * go : n1 * go] = acc
+        return y
 
     @staticmethod
     def macs(shape: LayerShape) -> int:
@@ -161,8 +253,9 @@ class GGConv2dRearranged(_GParams, GConv2d):
     @staticmethod
     def intermediate_elements(s: LayerShape) -> dict[str, int]:
         weights = s.c_out * s.g_out * s.c_in * (s.k**2 + s.g_in)
-        x_tilde = s.batch * s.c_in * s.c_out * s.g_out * s.h_in * s.w_in
-        return {"filter": weights, "activations": 2 * x_tilde}  # X̃ and its transposed copy
+        bb, nb, cb = g_rearranged_blocks(s)
+        x_tilde = bb * nb * s.g_out * cb * s.h_in * s.w_in  # one block of X̃
+        return {"filter": weights, "activations": 2 * x_tilde}  # and its transposed copy
 
 
 # ---------------------------------------------------------------------- #

@@ -98,7 +98,8 @@ def test_output_size_and_errors():
 
 
 def test_intermediate_bytes_follow_the_memory_story():
-    # rearranged g materialises X̃ with C_out·G_out·C_in channels (twice: + transposed copy),
+    # rearranged g materialises X̃ with C_out·G_out·C_in channels (twice: + transposed copy)
+    # one block at a time (here one block: the whole X̃ is under the block floor),
     # rearranged gc one with C_out·G_out channels; naive ones only the filter F̃.
     kw = dict(group="p4", padding=1)
     g = GConv2d(4, 5, 3, variant="g", impl="rearranged", **kw)

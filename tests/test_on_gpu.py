@@ -95,6 +95,54 @@ def test_float16_agrees_with_float32_on_the_same_rounded_values(group, vi):
         assert _rel(layer(x), ref(x.float())) < REL16
 
 
+FUSED = [vi for vi in IMPLS if vi[1] == "fused"]
+#: TF32 keeps 10 mantissa bits of each tl.dot input: relative error ~2⁻¹¹ per product,
+#: a few times that on a sum of CG = 32 random-signed terms, against the largest value
+REL_TF32 = 5e-3
+
+
+def _same_values(layer, dtype):
+    """A float64 copy of ``layer`` (impl naive) holding exactly its (rounded) values."""
+    ref = GConv2d(**(layer.config() | {"impl": "naive"}), device="cuda", dtype=dtype)
+    ref.load_state_dict({k: v.to(dtype) for k, v in layer.state_dict().items()})
+    return ref
+
+
+@pytest.mark.skipif(not any(vi == ("gc", "fused") for vi in FUSED), reason="no fused gc")
+def test_fused_tf32_dot_path_has_its_own_tolerance():
+    # gc with C_in·G_in = 32 >= 16: the 1×1 runs on tl.dot, in TF32 when cuDNN may use it
+    layer = GConv2d(8, 6, 3, group="p4", variant="gc", impl="fused", padding=1, device="cuda")
+    randomize_(layer)
+    ref = _same_values(layer, torch.float64)
+    x = random_input(layer, batch=2, size=16, dtype=torch.float32).cuda()
+    with torch.no_grad():
+        y_ref = ref(x.double())
+        exact = _rel(layer(x), y_ref)  # the fixture turned TF32 off: IEEE fp32 dot
+        torch.backends.cudnn.allow_tf32 = True
+        tf32 = _rel(layer(x), y_ref)
+    assert exact < 1e-5
+    assert tf32 < REL_TF32
+    assert tf32 > exact  # the TF32 path really ran (it rounds the dot's inputs)
+
+
+@pytest.mark.parametrize("vi", FUSED, ids=impl_id)
+def test_fused_bfloat16_against_float32_on_the_same_rounded_values(vi):
+    # fp32 accumulation, one rounding to bf16 at the store: half a bf16 ulp (2⁻⁸) of the
+    # largest value, forward and dX (an fp16/bf16 accumulator would exceed it)
+    layer, _ = _pair("p4", False, vi, dtype=torch.bfloat16)
+    ref = _same_values(layer, torch.float32)
+    x = random_input(layer, batch=2, size=12, dtype=torch.float32).cuda().bfloat16()
+    x.requires_grad_()
+    x_ref = x.detach().float().requires_grad_()
+    y, y_ref = layer(x), ref(x_ref)
+    assert y.dtype == torch.bfloat16
+    assert _rel(y, y_ref) <= 1.05 * 2.0**-8
+    g = torch.randn_like(y_ref).bfloat16()
+    y.backward(g)
+    y_ref.backward(g.float())
+    assert _rel(x.grad, x_ref.grad) <= 1.05 * 2.0**-8
+
+
 def test_cuda_events_time_the_gpus_work_not_the_launch():
     a = torch.randn(4096, 4096, device="cuda")  # ~140 GFLOP per product: milliseconds
     steps = {"one": lambda: a @ a, "three": lambda: a @ a @ a @ a}

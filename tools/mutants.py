@@ -783,6 +783,47 @@ MUTANTS = [
         '"× full latency": r["latency_ms_median"] / r["latency_ms_median"],',
         ("tests/test_deploy_bench.py", "-k", "deploy_table"),
     ),
+    # ------------------------------------------------------------ g/rearranged blocks, fused
+    Mutant(
+        "g-rearranged-partial-sums-dropped",
+        "g/rearranged keeps only the last input-channel block's partial sum",
+        "sepgconv/impls.py",
+        "acc = part if acc is None else acc + part",
+        "acc = part",
+        ("tests/test_g_rearranged_blocks.py", "-k", "every_blocking"),
+    ),
+    Mutant(
+        "g-rearranged-unbounded-block",
+        "g/rearranged builds X̃ whole again (no memory bound on the block)",
+        "sepgconv/impls.py",
+        "budget = max((ftilde + out) // 4, G_BLOCK_FLOOR)",
+        "budget = 1 << 62",
+        ("tests/test_g_rearranged_blocks.py", "-k", "bound or peak"),
+    ),
+    Mutant(
+        "compile-gate-ignores-spills",
+        "compile_check's gate does not flag local memory (spills)",
+        "sepgconv/fused/compile_check.py",
+        'flags = (["spills"] if r["stack_bytes"] > 0 else [])',
+        'flags = (["spills"] if r["stack_bytes"] > 1 << 30 else [])',
+        ("tests/test_compile_gate.py", "-k", "spilling"),
+    ),
+    Mutant(
+        "fused-fp16-accumulator",
+        "the fused kernels accumulate fp16 inputs in fp16",
+        "sepgconv/fused/launch.py",
+        "return tl.float64 if dtype == torch.float64 else tl.float32",
+        "return {torch.float64: tl.float64, torch.float16: tl.float16}.get(dtype, tl.float32)",
+        ("tests/test_fused.py", "-k", "float16"),
+    ),
+    Mutant(
+        "fused-int32-plane",
+        "the fused forward multiplies channel × plane in int32",
+        "sepgconv/fused/kernels_fwd.py",
+        "plane = H.to(tl.int64) * W",
+        "plane = H * W",
+        ("tests/test_fused_offsets.py",),
+    ),
 ]
 
 

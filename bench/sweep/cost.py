@@ -161,9 +161,18 @@ def bench_scale() -> float:
     return ms / 125
 
 
-def configs_run(blocks: list[int], nh: int) -> int:
-    """Configurations the autotuner keeps for ``nh`` output channels (launch._prune_nh)."""
+def configs_run(blocks: list[int], nh: int, k: int = 3) -> int:
+    """Configurations the autotuner keeps for ``nh`` output channels at kernel size ``k``
+    (the launcher's pruning: blocks wider than the channels dropped, and only the
+    narrowest from ``launch.NARROW_FROM_K`` on, where the launcher has that rule)."""
     cap = max(16, 1 << max(nh - 1, 0).bit_length())
+    try:
+        from sepgconv.fused import launch
+
+        if k >= getattr(launch, "NARROW_FROM_K", 10**9):
+            cap = 16
+    except Exception:  # noqa: BLE001 - no Triton: the evidence's rule
+        pass
     return sum(b <= cap for b in blocks) or 1
 
 
@@ -358,7 +367,7 @@ def estimate(
                 for key in new_compiles:  # one precompile task per kernel (precompile)
                     if key not in compiled:
                         compiled.add(key)
-                        n = configs_run(blocks.get(key[0], [0]), nh)
+                        n = configs_run(blocks.get(key[0], [0]), nh, shape.k)
                         est.compiles += n
                         task = n * (a + b * shape.k**2) + dev.task_s
                         compile_total += task
@@ -367,7 +376,7 @@ def estimate(
                     if key not in tuned:
                         tuned.add(key)
                         est.autotune_keys += 1
-                        n = configs_run(blocks.get(key[0], [0]), nh)
+                        n = configs_run(blocks.get(key[0], [0]), nh, shape.k)
                         if not warm_triton:  # warm: cache_results has the choice on disk
                             est.compile_s += n * max(bench, 6 * t)
     if not warm_triton:

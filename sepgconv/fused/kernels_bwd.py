@@ -69,7 +69,7 @@ def fused_g_dx_kernel(
     ix = (pid_tile % TILES_W) * TIW + p % TIW
     p_ok = (iy < H) & (ix < W)
     gi = tl.arange(0, G_PAD)
-    out_plane = H_OUT * W_OUT
+    out_plane = H_OUT.to(tl.int64) * W_OUT
     dy_base = dy_ptr + b * NH * out_plane
     acc = tl.full((G_PAD, TIH * TIW), 0.0, ACC)  # dX[c, g, tile]
     for nh0 in range(0, NH, BLOCK_NH):
@@ -96,7 +96,7 @@ def fused_g_dx_kernel(
             acc = tl.where(gi[:, None] == g, acc + s[None, :], acc)
     j = (b * C_IN + c) * G_IN + gi.to(tl.int64)  # dX channel b·CG + c·G_IN + g
     tl.store(
-        dx_ptr + j[:, None] * (H * W) + (iy * W + ix)[None, :],
+        dx_ptr + j[:, None] * (H.to(tl.int64) * W) + (iy * W + ix)[None, :],
         acc.to(dx_ptr.dtype.element_ty),
         mask=(gi < G_IN)[:, None] & p_ok[None, :],
     )
@@ -134,7 +134,7 @@ def fused_gc_dx_kernel(
     p_ok = (iy < H) & (ix < W)
     j = pid_j * BLOCK_CG + tl.arange(0, BLOCK_CG)
     j_ok = j < CG
-    out_plane = H_OUT * W_OUT
+    out_plane = H_OUT.to(tl.int64) * W_OUT
     dy_base = dy_ptr + b * NH * out_plane
     acc = tl.full((BLOCK_CG, TIH * TIW), 0.0, ACC)
     for nh0 in range(0, NH, BLOCK_NH):
@@ -162,7 +162,7 @@ def fused_gc_dx_kernel(
         ).to(ACC)  # [BLOCK_CG, BLOCK_NH]
         acc = tl.dot(wv, d, acc=acc, input_precision=PRECISION, out_dtype=ACC)
     tl.store(
-        dx_ptr + (b * CG + j.to(tl.int64))[:, None] * (H * W) + (iy * W + ix)[None, :],
+        dx_ptr + (b * CG + j.to(tl.int64))[:, None] * (H.to(tl.int64) * W) + (iy * W + ix)[None, :],
         acc.to(dx_ptr.dtype.element_ty),
         mask=j_ok[:, None] & p_ok[None, :],
     )
@@ -221,8 +221,8 @@ def fused_g_wgrad_kernel(
     tap0 = (qy * ES) * HW + qx * ES
     tcol = tl.arange(0, KK_PAD)
     gcol = tl.arange(0, G_PAD)
-    plane = H * W
-    out_plane = H_OUT * W_OUT
+    plane = H.to(tl.int64) * W  # int64: channel × plane products pass 2³¹
+    out_plane = H_OUT.to(tl.int64) * W_OUT
     dk_acc = tl.full((BLOCK_NH, KK_PAD), 0.0, ACC)  # dT_h(K)[c, t, nh], transposed
     dw_acc = tl.full((BLOCK_NH, G_PAD), 0.0, ACC)  # dw̃[c·G_IN + g, nh], transposed
     for item in range(split, B * TILES, SPLITS):
@@ -323,8 +323,8 @@ def fused_gc_dk_kernel(
     qx = qc % TW
     tap0 = (qy * ES) * HW + qx * ES
     tcol = tl.arange(0, KK_PAD)
-    plane = H * W
-    out_plane = H_OUT * W_OUT
+    plane = H.to(tl.int64) * W  # int64: channel × plane products pass 2³¹
+    out_plane = H_OUT.to(tl.int64) * W_OUT
     dk_acc = tl.full((BLOCK_NH, KK_PAD), 0.0, ACC)
     for item in range(split, B * TILES, SPLITS):
         b = (item // TILES).to(tl.int64)
@@ -409,8 +409,8 @@ def fused_gc_dw_kernel(
     j_ok = j < CG
     p = tl.arange(0, TIH * TIW)
     kvs_base = kt_ptr + nh
-    plane = H * W
-    out_plane = H_OUT * W_OUT
+    plane = H.to(tl.int64) * W  # int64: channel × plane products pass 2³¹
+    out_plane = H_OUT.to(tl.int64) * W_OUT
     acc = tl.full((BLOCK_NH, BLOCK_CG), 0.0, ACC)  # dw̃[j, nh], transposed
     for item in range(split, B * TILES, SPLITS):
         b = (item // TILES).to(tl.int64)

@@ -76,6 +76,7 @@ def fused_gconv_fwd_kernel(
     nh_ok = nh < NH
 
     # halo lanes r -> (ry, rx) -> input pixel (iy, ix); in-plane offsets fit int32
+    # (the launcher checks H·W < 2³¹), channel × plane products are int64
     r = tl.arange(0, HALO_PIX)
     ry = r // HW
     rx = r % HW
@@ -94,7 +95,7 @@ def fused_gconv_fwd_kernel(
     q_ok = (q < TH * TW) & (oy < H_OUT) & (ox < W_OUT)
     tap0 = (qy * ES) * HW + qx * ES  # halo lane of tap (0, 0) for each output lane
 
-    plane = H * W
+    plane = H.to(tl.int64) * W  # int64: channel × plane products pass 2³¹
     x_base = x_ptr + b * C_IN * G_IN * plane  # int64: b is int64
     CG = C_IN * G_IN
     acc = tl.full((BLOCK_NH, OUT_PIX), 0.0, ACC)
@@ -143,7 +144,8 @@ def fused_gconv_fwd_kernel(
 
     if HAS_BIAS:
         acc += tl.load(bias_ptr + nh, mask=nh_ok, other=0.0).to(ACC)[:, None]
-    y_off = (b * NH + nh.to(tl.int64))[:, None] * (H_OUT * W_OUT) + (oy * W_OUT + ox)[None, :]
+    out_plane = H_OUT.to(tl.int64) * W_OUT
+    y_off = (b * NH + nh.to(tl.int64))[:, None] * out_plane + (oy * W_OUT + ox)[None, :]
     tl.store(
         y_ptr + y_off,
         acc.to(y_ptr.dtype.element_ty),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 
 import torch
 import triton
@@ -42,56 +43,78 @@ _INT32_MAX = 2**31 - 1
 # ---------------------------------------------------------------------- #
 # kernel sets
 # ---------------------------------------------------------------------- #
-def _configs(blocks: list[dict], warps=(4, 8), stages=(1,)) -> list[triton.Config]:
-    # num_stages=1 by default: the loops load k² shifted tiles per step, and software
-    # pipelining them (the default 3 stages) overflows shared memory (checked on sm_90)
-    return [
-        triton.Config(dict(b), num_warps=w, num_stages=s)
-        for b in blocks
-        for w in warps
-        for s in stages
-    ]
+#: from this kernel size on, only the narrowest channel block ships: the wider ones
+#: spill there (compile_check, sm_90, fp32: at k = 5 the gc forward and the g dX
+#: spill 64 B/thread with 32 channels and none with 16; at k = 7 the gc forward
+#: 144 B/thread with 32 and none with 16)
+NARROW_FROM_K = 5
 
 
-def _prune_nh(configs, named_args, **kwargs):
+def shipped(configs, nh: int, k: int, narrow: bool = False) -> list:
+    """The configurations the autotuner may try for ``NH = nh`` at kernel size ``k``
+    (``narrow``: the 16-channel block only, as from :data:`NARROW_FROM_K` on)."""
     # a channel block wider than the padded channel count only adds masked lanes
-    cap = max(16, next_pow2(named_args["NH"]))
+    cap = max(16, next_pow2(nh))
+    if narrow or k >= NARROW_FROM_K:
+        cap = 16
     kept = [c for c in configs if c.kwargs["BLOCK_NH"] <= cap]
     return kept or configs[:1]
 
 
-_SHAPE = ["NH", "H", "W", "STRIDE", "PAD", "K"]
-#: name -> (raw kernel, autotune configs, autotune key: argument names)
+def _prune_nh(configs, named_args, **kwargs):
+    k = kwargs.get("K", named_args.get("K", 0))
+    # the gc forward in fp16/bf16 spills with 32 channels (40 B/thread at k = 3)
+    gc = kwargs.get("IS_GC", named_args.get("IS_GC", False))
+    narrow = bool(gc) and named_args["x_ptr"].element_size() == 2
+    return shipped(configs, named_args["NH"], k, narrow)
+
+
+def _cfg(warps: int, **blocks) -> triton.Config:
+    # num_stages=1: the loops load k² shifted tiles per step, and software pipelining
+    # them (the default 3 stages) overflows shared memory (checked on sm_90)
+    return triton.Config(blocks, num_warps=warps, num_stages=1)
+
+
+#: the autotune key's shape part. H and W are not in it: a new resolution reuses the
+#: configuration tuned at the first one (the block choice follows the channel count,
+#: and the tile plan comes from the shape anyway), so it costs at most one compile per
+#: kernel (its constexpr tile sizes), not one per configuration plus a benchmark.
+_SHAPE = ["NH", "STRIDE", "PAD", "K"]
+#: name -> (raw kernel, autotune configs, autotune key: argument names).
+#: Two configurations per kernel, each spill-free for sm_90 at k = 1, 3, 5, 7 in fp32
+#: and fp16 (``python -m sepgconv.fused.compile_check`` gates it; its KNOWN_SPILLS
+#: lists the exceptions). A narrow block with 4 warps and a wider one with 8: the
+#: wider blocks (64 channels, or 4 warps at 32) spilled 8-2,224 B/thread at k = 3.
 _KERNELS = {
     "fwd": (
         kernels_fwd.fused_gconv_fwd_kernel,
-        _configs([{"BLOCK_NH": n, "BLOCK_K": 32} for n in (16, 32, 64)], stages=(1, 2)),
+        [_cfg(4, BLOCK_NH=16, BLOCK_K=32), _cfg(8, BLOCK_NH=32, BLOCK_K=32)],
         ["C_IN", "G_IN", "IS_GC", *_SHAPE],
     ),
     "g_dx": (
         kernels_bwd.fused_g_dx_kernel,
-        _configs([{"BLOCK_NH": n} for n in (16, 32, 64)]),
+        [_cfg(4, BLOCK_NH=16), _cfg(8, BLOCK_NH=32)],
         ["C_IN", "G_IN", *_SHAPE],
     ),
     "gc_dx": (
         kernels_bwd.fused_gc_dx_kernel,
-        _configs([{"BLOCK_NH": n, "BLOCK_CG": m} for n in (32, 64) for m in (32, 64)]),
+        [_cfg(4, BLOCK_NH=16, BLOCK_CG=32), _cfg(8, BLOCK_NH=32, BLOCK_CG=16)],
         ["CG", *_SHAPE],
     ),
     "g_wgrad": (
         kernels_bwd.fused_g_wgrad_kernel,
-        _configs([{"BLOCK_NH": n} for n in (16, 32)]),
-        ["B", "C_IN", "G_IN", "SPLITS", *_SHAPE],
+        [_cfg(8, BLOCK_NH=16), _cfg(8, BLOCK_NH=32)],  # 16 with 4 warps spills at k = 5
+        ["C_IN", "G_IN", *_SHAPE],
     ),
     "gc_dk": (
         kernels_bwd.fused_gc_dk_kernel,
-        _configs([{"BLOCK_NH": n, "BLOCK_K": 32} for n in (16, 32, 64)]),
-        ["B", "CG", "SPLITS", *_SHAPE],
+        [_cfg(4, BLOCK_NH=16, BLOCK_K=32), _cfg(8, BLOCK_NH=32, BLOCK_K=32)],
+        ["CG", *_SHAPE],
     ),
     "gc_dw": (
         kernels_bwd.fused_gc_dw_kernel,
-        _configs([{"BLOCK_NH": n, "BLOCK_CG": m} for n in (32, 64) for m in (32, 64)]),
-        ["B", "CG", "SPLITS", *_SHAPE],
+        [_cfg(8, BLOCK_NH=16, BLOCK_CG=32), _cfg(8, BLOCK_NH=16, BLOCK_CG=16)],
+        ["CG", *_SHAPE],
     ),
 }
 
@@ -110,6 +133,25 @@ def _autotune_bench(kernel_call, quantiles):
     )
 
 
+def runtime_ints(raw) -> list[str]:
+    """The kernel's integer runtime arguments (sizes): compiled without Triton's value
+    specialisation (divisible by 16, equal to 1), so a new size is no new compile."""
+    params = inspect.signature(raw).parameters.values()
+    return [
+        p.name for p in params
+        if not p.name.endswith("_ptr") and "constexpr" not in str(p.annotation)
+    ]  # fmt: skip
+
+
+def _autotune(configs, key):
+    kw = dict(configs=configs, key=key, prune_configs_by={"early_config_prune": _prune_nh})
+    if "do_bench" in inspect.signature(triton.autotune).parameters:
+        kw["do_bench"] = _autotune_bench  # 5 + 20 ms a configuration, not 25 + 100
+    if "cache_results" in inspect.signature(triton.autotune).parameters:
+        kw["cache_results"] = True  # the tuned choice persists in Triton's cache dir
+    return triton.autotune(**kw)
+
+
 @functools.lru_cache(maxsize=2)
 def _kernel_set(interpret: bool) -> dict:
     """The kernels of one mode. ``triton.jit`` reads ``TRITON_INTERPRET`` when it
@@ -119,13 +161,9 @@ def _kernel_set(interpret: bool) -> dict:
         if interpret:
             out[name] = triton.jit(raw)
         else:
-            out[name] = triton.autotune(
-                configs=configs,
-                key=key,
-                prune_configs_by={"early_config_prune": _prune_nh},
-                do_bench=_autotune_bench,
-                cache_results=True,  # a key tuned once is not re-benchmarked by later runs
-            )(triton.jit(raw))
+            out[name] = _autotune(configs, key)(
+                triton.jit(raw, do_not_specialize=runtime_ints(raw))
+            )
     return out
 
 
