@@ -33,7 +33,8 @@ def region(name: str):
     """A ``record_function`` label for torch.profiler, free when no profiler runs.
 
     Labels used: ``sepgconv.build_weights`` (filter construction),
-    ``sepgconv.pointwise``, ``sepgconv.transpose``, ``sepgconv.spatial``.
+    ``sepgconv.pointwise``, ``sepgconv.transpose``, ``sepgconv.spatial``,
+    ``sepgconv.blocks`` (g/rearranged writing a block into its output).
     """
     if not torch.compiler.is_compiling() and torch.autograd._profiler_enabled():
         return torch.profiler.record_function(name)

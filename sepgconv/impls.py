@@ -184,11 +184,14 @@ class GGConv2dRearranged(_GParams, GConv2d):
         # nh = nb·G_out and cb passed as ints (sizes read off tensors are traced by jit.trace)
         b, _, hgt, wid = x.shape
         gi = self.g_in
+        with region("sepgconv.transpose"):
+            # X as [c, g, (b, p)] for the batched matmul: a copy of the input (X̃ has
+            # C_out·G_out/G_in times its elements), part of this formulation
+            xc = x.reshape(b, cb, gi, -1).permute(1, 2, 0, 3).reshape(cb, gi, -1)
         with region("sepgconv.pointwise"):
             # X̃[b, (n, h), c, p] = Σ_g w̃[c, (n, h), g]·X[b, c, g, p]: one matmul batched
             # over c (the same MACs as a 1×1 conv with C_in groups, which oneDNN and cuDNN
             # run slowly per MAC with G_in channels per group); out [c, (n, h), (b, p)]
-            xc = x.reshape(b, cb, gi, -1).permute(1, 2, 0, 3).reshape(cb, gi, -1)
             xt = torch.matmul(pointwise.reshape(cb, nh, gi), xc)
         with region("sepgconv.transpose"):
             # [c, (n, h), b] -> [b, (n, h), c]: the one copy of X̃, written in the layer's
@@ -227,9 +230,10 @@ class GGConv2dRearranged(_GParams, GConv2d):
             blocks = []  # the weights of each input-channel block, shared by the batch blocks
             for c0 in range(0, c, cb):
                 c1 = min(c, c0 + cb)
-                pw = pw5[c0:c1, n0:n1].reshape((c1 - c0) * (n1 - n0) * go, gi, 1, 1)
-                sp = sp5[n0:n1, :, c0:c1].reshape((n1 - n0) * go, c1 - c0, k, k)
-                blocks.append((c0, c1, self._in_format(pw), self._in_format(sp)))
+                with region("sepgconv.build_weights"):  # the block's slice of the weights
+                    pw = pw5[c0:c1, n0:n1].reshape((c1 - c0) * (n1 - n0) * go, gi, 1, 1)
+                    sp = sp5[n0:n1, :, c0:c1].reshape((n1 - n0) * go, c1 - c0, k, k)
+                    blocks.append((c0, c1, self._in_format(pw), self._in_format(sp)))
             bias_n = None if bias is None else bias[n0 * go : n1 * go]
             for b0 in range(0, b, bb):
                 acc = None
@@ -243,7 +247,8 @@ class GGConv2dRearranged(_GParams, GConv2d):
                     else:
                         part = self._block(*args)
                     acc = part if acc is None else acc + part
-                y[b0 : b0 + bb, n0 * go : n1 * go] = acc
+                with region("sepgconv.blocks"):  # the block's slice of the output
+                    y[b0 : b0 + bb, n0 * go : n1 * go] = acc
         return y
 
     @staticmethod

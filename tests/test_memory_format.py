@@ -163,9 +163,8 @@ def _activation_copies(prof) -> list[str]:
         while parent is not None:
             labels.append(parent.name)
             parent = parent.cpu_parent
-        if not {"sepgconv.build_weights", "sepgconv.transpose"} & set(labels) and not (
-            _BACKEND_CONVS & set(labels)
-        ):
+        ours = {"sepgconv.build_weights", "sepgconv.transpose", "sepgconv.blocks"}
+        if not ours & set(labels) and not (_BACKEND_CONVS & set(labels)):
             found.append(f"{event.name} under {labels[:3]}")
     return found
 
@@ -185,7 +184,9 @@ def _chain(fmt: str, impls=("naive", "rearranged")):
 @pytest.mark.parametrize("mode", ["eval", "train"])
 @pytest.mark.parametrize("impls", [("naive", "rearranged"), ("rearranged", "naive")])
 def test_a_chain_in_one_format_copies_no_activations(fmt, mode, impls):
-    # (g/rearranged's one copy, X̃'s transpose, is its algorithm: labelled, not counted)
+    # (g/rearranged's transposes, of X for its batched matmul and of X̃ for its grouped
+    # conv, and its blocks written into the output are its algorithm: labelled
+    # sepgconv.transpose / sepgconv.blocks, not counted)
     chain = getattr(_chain(fmt, impls), mode)()
     x = to_memory_format(torch.randn(2, 3, 12, 12), fmt)
     h = to_memory_format(torch.randn(2, 8, 4, 12, 12), fmt)  # a group map made by the helper

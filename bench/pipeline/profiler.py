@@ -55,6 +55,7 @@ LABELS = {
     "sepgconv.build_weights": "filter construction",
     "sepgconv.pointwise": "pointwise conv",
     "sepgconv.transpose": "copies/permutes",
+    "sepgconv.blocks": "copies/permutes",  # g/rearranged: a block into its output
     "sepgconv.convert_input": "copies/permutes",  # an input in another memory format
     "sepgconv.fused": "spatial conv",  # one fused kernel: pointwise and spatial at once
     "sepgconv.spatial": "spatial conv",
