@@ -429,8 +429,80 @@ MUTANTS = [
         "ax.set_visible(True)",
         ("tests/test_report_look.py", "-k", "empty_map"),
     ),
+    # ------------------------------------------------ issue #27: A/B, compare, history
+    Mutant(
+        "slowdown-hook-no-repeat",
+        "the test-only slowdown hook never repeats the forward (a planted regression vanishes)",
+        "sepgconv/_slowdown.py",
+        "while credit >= 1.0 - 1e-9:",
+        "while credit >= 2.0:",
+        ("tests/test_slowdown.py",),
+    ),
+    Mutant(
+        "ab-base-always-first",
+        "bench ab times base before head in every round (a drift favours one side)",
+        "bench/ab/session.py",
+        "for role in ROLES if r % 2 == 0 else ROLES[::-1]:",
+        "for role in ROLES:",
+        ("tests/test_ab.py", "-k", "alternate"),
+    ),
+    Mutant(
+        "ab-block-from-head-only",
+        "bench ab sizes each row's block from head's warm-up alone (sides time unequal blocks)",
+        "bench/ab/session.py",
+        "est[k] = max(min(ts), 1e-9)",
+        "est[k] = max(ts[-1], 1e-9)",
+        ("tests/test_ab.py", "-k", "same_calls"),
+    ),
+    Mutant(
+        "compare-missing-implementation-passes",
+        "an implementation or reference rows missing from NEW are listed but exit 0",
+        "bench/judge/compare.py",
+        "return 1 if failed or self.deterministic_changes or self.failures else 0",
+        "return 1 if failed or self.deterministic_changes else 0",
+        ("tests/test_compare.py", "-k", "missing"),
+    ),
+    Mutant(
+        "bandwidth-gate-start-probe",
+        "the comparability gate uses the start's single bandwidth probe, not the median window",
+        "bench/judge/comparable.py",
+        'return float(b["reference_gb_s"]) * float(frac)',
+        'return float(b["reference_gb_s"])',
+        ("tests/test_compare.py", "-k", "median_window"),
+    ),
+    Mutant(
+        "history-red-for-one-night",
+        "bench history fails only on the night a step begins, not while it is open",
+        "bench/judge/trend.py",
+        "and math.expm1(now - step.before) > threshold",
+        "and step.index == len(s.points) - 1",
+        ("tests/test_history.py", "-k", "three_nights"),
+    ),
+    Mutant(
+        "history-acknowledgements-ignored",
+        "an acknowledged step still fails the report",
+        "bench/judge/trend.py",
+        'if same_commit and same_impl and a.device in ("", slug):',
+        "if False:",
+        ("tests/test_history.py", "-k", "acknowledged"),
+    ),
+    Mutant(
+        "history-missing-implementation-passes",
+        "an implementation missing from the latest history record does not fail",
+        "bench/judge/trend.py",
+        "s.missing_latest = bool(s.points) and s.points[-1].commit != latest",
+        "s.missing_latest = False",
+        ("tests/test_history.py", "-k", "missing_from_the_latest"),
+    ),
+    Mutant(
+        "history-no-step-across-shape-sets",
+        "levels are not re-taken over the shapes common with the latest record",
+        "bench/judge/trend.py",
+        "if len(shared) >= MIN_COMMON:",
+        "if False:",
+        ("tests/test_history.py", "-k", "shape_set"),
+    ),
 ]
-
 
 # ---------------------------------------------------------------------------- #
 # running
