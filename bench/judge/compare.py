@@ -54,8 +54,9 @@ from . import comparable
 from .aggregate import group_label, group_of, shape_mean
 from .familywise import split_holm, spread_per_test, tau_dof
 from .labels import label_maker
+from .missing import missing_failures
 from .pairing import estimates, ratio_items
-from .runs import InputError, Run, params_key
+from .runs import InputError, Run
 from .stats import (
     MEDIAN_ONLY,
     MIN_SAMPLES,
@@ -362,46 +363,6 @@ def compare_runs(
         [label(b) for k, b in new.benches.items() if k not in base.benches],
         missing_failures(base, new, reference),
     )  # fmt: skip
-
-
-def missing_failures(base: Run, new: Run, reference: tuple) -> list:
-    """Why NEW fails for what it lacks: an implementation (variant/impl, pass, dtype,
-    device) that BASE has and NEW has no benchmark of at all (it crashed, failed its
-    check, or is gone from the registry), and benchmarks of the reference
-    (``reference``, default full/naive) that BASE has and NEW lacks: every ratio of
-    their shape is lost with them. A time-limited NEW that stopped before some
-    shapes only lacks shapes, not implementations; its missing reference rows still
-    fail where NEW has other benchmarks of the shape (they lose their ratios)."""
-    have = {group_of(b.params) for b in new.benches.values()}
-    lost: dict[tuple, int] = {}
-    for b in base.benches.values():
-        g = group_of(b.params)
-        if g is not None and g not in have:
-            lost[g] = lost.get(g, 0) + 1
-    out = [
-        f"implementation {group_label(g)} is missing from NEW ({n} benchmark(s) in BASE, "
-        "none in NEW: crashed, failed its check, or no longer registered?)"
-        for g, n in sorted(lost.items())
-    ]
-    ref = tuple(reference)
-
-    def shape_of(params: dict) -> tuple:
-        return params_key({k: v for k, v in params.items() if k not in ("variant", "impl")})
-
-    shapes_new = {shape_of(b.params) for b in new.benches.values() if "variant" in b.params}
-    gone = [
-        k
-        for k, b in base.benches.items()
-        if (b.params.get("variant"), b.params.get("impl")) == ref
-        and k not in new.benches
-        and shape_of(b.params) in shapes_new
-    ]
-    if gone:
-        out.append(
-            f"reference {ref[0]}/{ref[1]} is missing from NEW in {len(gone)} shape(s) where "
-            "NEW has other benchmarks: their ratios cannot be formed"
-        )
-    return out
 
 
 def _notes(tests, taus, methods, rules, unjudged) -> list:
