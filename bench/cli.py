@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("merge", "join the folders of a sharded run (run --shard I/N) into one"),
     "report": ("report", "turn a results folder into plots and a README"),
     "compare": ("compare", "compare two pytest-benchmark JSON files for regressions"),
+    "ab": ("ab", "judge HEAD against BASE (git refs or trees) from one interleaved run"),
     "profile": ("profile", "per-operator torch.profiler breakdown per implementation"),
     "models": ("models", "benchmark the paper's models (Tables 1 and 2)"),
     "history": ("history", "per-device history of runs: add one, or report trends and steps"),

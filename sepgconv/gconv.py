@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from sepgconv import checks, layout, registry
+from sepgconv import _slowdown, checks, layout, registry
 from sepgconv.counting import LayerShape
 from sepgconv.groups import Group, get_group
 
@@ -346,6 +346,8 @@ class GConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
+        if _slowdown.ACTIVE:  # test-only hook (SEPGCONV_TEST_SLOWDOWN); False when unset
+            return _slowdown.forward(self, x)
         return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ RANKS = {
     "judge": 3,
     "report": 4,
     "pipeline": 4,
+    "ab": 4.5,  # bench ab: its workers use pipeline, its verdict judge
     "commands": 5,
 }
 TOP = 9  # cli.py, __main__.py, conftest.py, test_sweep.py, _alias/

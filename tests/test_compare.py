@@ -506,8 +506,9 @@ def test_missing_reference_is_explained(inproc, tmp_path):
     new = make_doc(2)
     new["benchmarks"] = [b for b in new["benchmarks"] if b["params"] != ref]
     res = inproc(write(tmp_path, "b.json", make_doc(1)), write(tmp_path, "n.json", new))
-    assert res.returncode == 0
+    assert res.returncode == 1  # a missing reference row fails NEW (issue #27), named
     assert "5 benchmark(s) not judged by the ratio rule: no reference in new" in res.stdout
+    assert "FAIL: reference full/naive is missing from NEW in 1 shape(s)" in res.stdout
 
 
 def test_median_only_without_raw_samples():
@@ -651,7 +652,8 @@ def test_a_different_memory_bandwidth_at_the_start_withholds_latency_verdicts(
     if not latency:
         assert r.exit_code == 0
         assert any(
-            "CPU memory bandwidth at the start differs" in x for x in r.comparability.reasons
+            "CPU memory bandwidth of the runs (median window) differs" in x
+            for x in r.comparability.reasons
         )
     else:
         assert r.exit_code == 1  # the planted 1.5x is judged
@@ -672,3 +674,61 @@ def test_the_first_night_on_a_device_records_its_baseline_and_the_next_is_judged
     assert json.loads(base.read_text()) == json.loads(first.read_text())  # not replaced
     missing = inproc(tmp_path / "none.json", tmp_path / "absent.json", "--bootstrap")
     assert missing.returncode == 2 and "no benchmark.json" in missing.stderr
+
+
+def _bandwidth(doc: dict, reference_gb_s: float, median_frac: float | None) -> None:
+    bw = {"reference_gb_s": reference_gb_s, "windows": 10, "windows_low": 0}
+    if median_frac is not None:
+        bw["median_frac"] = median_frac
+    doc["machine_info"]["sepgconv_env"]["contention"]["bandwidth"] = bw
+
+
+def test_the_bandwidth_gate_uses_the_runs_median_window_not_its_start_probe():
+    # issue #27: two quiet runs of the same code read 17.3 and 12.4 GB/s at their
+    # starts, the second's windows at a median 1.42x its start: the same machine
+    base, new = make_doc(1), make_doc(2, one(TARGET, 1.5))
+    _bandwidth(base, 17.3, 1.0)
+    _bandwidth(new, 12.4, 1.42)
+    r = compare(base, new)
+    assert r.comparability.latency and not r.comparability.reasons
+    assert r.exit_code == 1  # the planted 1.5x is judged
+    # a run whose windows really ran slower is still not comparable
+    _bandwidth(new, 17.3, 0.6)
+    assert not compare(base, new).comparability.latency
+
+
+def _without(doc: dict, variant: str, impl: str, **more) -> dict:
+    doc["benchmarks"] = [
+        b for b in doc["benchmarks"]
+        if not ((b["params"]["variant"], b["params"]["impl"]) == (variant, impl)
+                and all(b["params"][k] == v for k, v in more.items()))
+    ]  # fmt: skip
+    return doc
+
+
+def test_an_implementation_missing_from_new_fails_and_is_named(tmp_path, inproc):
+    base, new = make_doc(1), _without(make_doc(2), "gc", "rearranged")
+    r = compare(base, new)
+    assert r.exit_code == 1
+    assert not impl_regressions(r) and not regressions(r)
+    assert any("gc/rearranged" in f and "missing from NEW" in f for f in r.failures)
+    assert all("gc/rearranged" in f for f in r.failures)
+    res = inproc(write(tmp_path, "b.json", base), write(tmp_path, "n.json", new))
+    assert res.returncode == 1 and "gc/rearranged" in res.stdout and "FAIL" in res.stdout
+
+
+def test_reference_rows_missing_from_new_fail_and_are_named():
+    c_in = PARAMS[0]["c_in"]
+    new = _without(make_doc(2), "full", "naive", c_in=c_in)  # some shapes lose it
+    r = compare(make_doc(1), new)
+    assert r.exit_code == 1
+    assert any(f.startswith("reference full/naive is missing from NEW") for f in r.failures)
+
+
+def test_new_without_some_whole_shapes_does_not_fail_for_them():
+    # a time-limited NEW that stopped early lacks shapes, not implementations
+    c_in = PARAMS[0]["c_in"]
+    new = make_doc(2)
+    new["benchmarks"] = [b for b in new["benchmarks"] if b["params"]["c_in"] != c_in]
+    r = compare(make_doc(1), new)
+    assert r.failures == [] and r.exit_code == 0

@@ -171,7 +171,10 @@ def test_cli_add_and_report(tmp_path):
     assert commits[-2:] == [sha(11), sha(12)]
     out = tmp_path / "report"
     res = bench_cli("history", "report", "--history", hist, "--out", out)
-    assert res.returncode == 0, res.stdout + res.stderr  # the step was at sha(11), not the latest
+    # the step began at sha(11), and sha(12) is still slow: open, so the report fails
+    assert res.returncode == 1, res.stdout + res.stderr
+    want = "FAIL cpu-synthetic-cpu: g/rearranged fwd float32 cpu: open regression step"
+    assert want in res.stdout
     readme = (out / "README.md").read_text()
     assert f"at commit `{sha(11)}`" in readme and "**regression**" in readme
     assert (out / "plots" / "cpu-synthetic-cpu" / "g-rearranged.png").stat().st_size > 1000
@@ -184,7 +187,7 @@ def test_cli_report_exit_1_when_the_latest_commit_regresses(tmp_path, capsys):
     hist = history_dir(tmp_path, 10, step_at=9)
     assert main(["history", "report", "--history", str(hist), "--no-plots"]) == 1
     out = capsys.readouterr().out
-    assert "REGRESSION STEP at the latest commit: cpu-synthetic-cpu: g/rearranged fwd" in out
+    assert "FAIL cpu-synthetic-cpu: g/rearranged fwd float32 cpu: open regression step" in out
     readme = (hist / "README.md").read_text()
     assert f"The latest commit `{sha(9)}` starts a regression step in" in readme
     # a higher threshold: the same step is no regression
@@ -227,3 +230,91 @@ def test_one_slugify_for_run_folders_and_history_files():
     )
     assert H.slugify("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     assert H.slugify("(R)") == "unknown"
+
+
+# --------------------------------------------- a regression stays red until dealt with
+
+
+def _records(n: int, step_at: int | None, factor: float, back_at: int | None = None) -> list:
+    out = []
+    for i in range(n):
+        slow = step_at is not None and i >= step_at and (back_at is None or i < back_at)
+        f = slower("g", "rearranged", factor) if slow else None
+        out.append(record_of(S.synthetic_run(PARAMS, WORLD, 300 + i, factors=f), commit=sha(i)))
+    return out
+
+
+def _failing(records, **kw) -> dict:
+    return {s.label: s.failing for s in judge_history(records, **kw) if s.failing}
+
+
+def test_a_10_percent_step_three_nights_back_still_fails():
+    records = _records(12, step_at=9, factor=1.10)
+    failing = _failing(records)
+    assert set(failing) == {"g/rearranged fwd float32 cpu", "g/rearranged fwdbwd float32 cpu"}
+    for why in failing.values():
+        assert why[0].startswith("open regression step") and sha(9)[:10] in why[0]
+    assert all(s.latest_regression is None for s in judge_history(records))  # not new tonight
+
+
+def test_a_series_that_came_back_passes():
+    assert _failing(_records(14, step_at=6, factor=1.25, back_at=10)) == {}
+
+
+def test_an_acknowledged_step_passes_and_only_that_one(tmp_path):
+    from bench.judge.trend import load_acknowledged
+
+    toml = tmp_path / "acknowledged.toml"
+    toml.write_text(
+        f'[[step]]\ncommit = "{sha(9)[:10]}"\nimplementation = "g/rearranged"\n'
+        'reason = "the new layout trades speed for memory (reviewed)"\n'
+    )
+    acks = load_acknowledged(toml)
+    records = _records(12, step_at=9, factor=1.10)
+    assert _failing(records, acknowledged=acks) == {}
+    s = next(s for s in judge_history(records, acknowledged=acks) if s.open_regressions)
+    assert s.open_regressions[0][1].reason.startswith("the new layout")
+    other = [acks[0].__class__(sha(8)[:10], "g/rearranged", "wrong commit")]
+    assert _failing(records, acknowledged=other) != {}
+    toml.write_text('[[step]]\ncommit = "abc"\nimplementation = "g/naive"\n')
+    with pytest.raises(ValueError, match="reason"):
+        load_acknowledged(toml)
+
+
+def test_an_implementation_missing_from_the_latest_record_fails():
+    records = _records(8, None, 1.0)
+    last = records[-1]
+    for gkey in [g for g in last["implementations"] if g.startswith("gc/naive|")]:
+        del last["implementations"][gkey]
+    failing = _failing(records)
+    assert set(failing) == {"gc/naive fwd float32 cpu", "gc/naive fwdbwd float32 cpu"}
+    assert all(w[0].startswith("missing from the latest record") for w in failing.values())
+    from bench.judge.trend import Acknowledgement
+
+    retired = [Acknowledgement(sha(6)[:10], "gc/naive", "removed on purpose")]
+    assert _failing(records, acknowledged=retired) == {}
+
+
+def test_a_step_is_fitted_across_a_change_of_shape_set_on_the_common_shapes():
+    records = _records(12, step_at=9, factor=1.10)
+    # the latest night lost one shape of g/rearranged (say it failed): a new shape set
+    last = records[-1]
+    shape = next(k for k, v in last["benchmarks"].items() if "g/rearranged" in v and "fwd" in k)
+    del last["benchmarks"][shape]["g/rearranged"]
+    for gkey, e in last["implementations"].items():
+        if gkey.startswith("g/rearranged|fwd|"):
+            e["shapes_id"] = "changed"
+    failing = _failing(records)
+    assert "g/rearranged fwd float32 cpu" in failing
+
+
+def test_cli_report_reads_the_acknowledged_file(tmp_path, capsys):
+    from bench.cli import main
+
+    hist = history_dir(tmp_path, 12, step_at=9, factor=1.10)
+    assert main(["history", "report", "--history", str(hist), "--no-plots"]) == 1
+    (hist / "acknowledged.toml").write_text(
+        f'[[step]]\ncommit = "{sha(9)}"\nimplementation = "g/rearranged"\nreason = "ok"\n'
+    )
+    assert main(["history", "report", "--history", str(hist), "--no-plots"]) == 0
+    assert "acknowledged (ok)" in capsys.readouterr().out

@@ -6,8 +6,12 @@ their uncertainty) to ``results/history/<device-slug>.jsonl``.
 
 ``report [--out DIR]`` draws one trend plot per implementation and device,
 fits steps, and writes ``README.md`` naming each step with its commit. Exit
-status: 0, 1 when the latest commit starts a regression step (an upward step
-of an implementation's ratio above ``--threshold``), 2 unusable input.
+status: 0; 1 while a regression step (an upward step of an implementation's
+ratio above ``--threshold``) is open — the series has not come back and the
+step is not acknowledged in ``--acknowledged`` (default
+``results/history/acknowledged.toml``: ``[[step]]`` tables with commit,
+implementation, reason) — or when an implementation is missing from the
+latest record (acknowledge its last commit to retire it); 2 unusable input.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from ..judge.render_history import history_markdown, step_lines
 from ..judge.runs import InputError, load_run
-from ..judge.trend import DEFAULT_THRESHOLD, judge_history, record_of
+from ..judge.trend import DEFAULT_THRESHOLD, judge_history, load_acknowledged, record_of
 from ..store import history as store
 from .options import anchor as _anchor
 from .options import reference as _reference
@@ -63,6 +67,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="smallest upward step that counts as a regression (default 5%%)",
     )
     rep.add_argument("--no-plots", action="store_true", help="README only")
+    rep.add_argument("--acknowledged", type=Path, default=None, metavar="TOML",
+                     help="reviewed steps that no longer fail (default: "
+                     "<history>/acknowledged.toml)")  # fmt: skip
 
 
 def _add(args) -> int:
@@ -89,11 +96,21 @@ def _report(args) -> int:
     if not everything:
         raise InputError(f"{args.history}: no history records (*.jsonl)")
     out = args.out or args.history
+    ack_path = args.acknowledged or (args.history / "acknowledged.toml")
+    try:
+        acks = load_acknowledged(ack_path)
+    except ValueError as e:
+        raise InputError(str(e)) from None
     by_slug, plots, failing, printed = {}, {}, [], []
     for slug, records in everything.items():
-        series = judge_history(records, args.threshold)
+        series = judge_history(records, args.threshold, acks, slug)
         by_slug[slug] = (records, series)
-        failing += [f"{slug}: {s.label}" for s in series if s.latest_regression is not None]
+        failing += [f"{slug}: {s.label}: {why}" for s in series for why in s.failing]
+        for s in series:
+            for _step, ack in s.open_regressions:
+                if ack is not None:
+                    printed.append(f"{slug}: {s.label}: open step at {ack.commit} acknowledged "
+                                   f"({ack.reason})")  # fmt: skip
         printed += [f"{slug}: {line[2:]}" for s in series for line in step_lines(s, args.threshold)]
         if not args.no_plots:
             for impl, path in write_plots(slug, series, out / "plots", args.threshold).items():
@@ -105,7 +122,7 @@ def _report(args) -> int:
     for line in printed:
         print(line)
     for f in failing:
-        print(f"REGRESSION STEP at the latest commit: {f}")
+        print(f"FAIL {f}")
     return 1 if failing else 0
 
 

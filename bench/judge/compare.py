@@ -54,6 +54,7 @@ from . import comparable
 from .aggregate import group_label, group_of, shape_mean
 from .familywise import split_holm, spread_per_test, tau_dof
 from .labels import label_maker
+from .missing import missing_failures
 from .pairing import estimates, ratio_items
 from .runs import InputError, Run
 from .stats import (
@@ -132,6 +133,7 @@ class Report:
     notes: list
     missing_in_new: list  # labels only in BASE
     missing_in_base: list  # labels only in NEW
+    failures: list = field(default_factory=list)  # why NEW fails beyond verdicts (exit 1)
 
     def count(self, verdict: str) -> int:
         return sum(p.verdict == verdict for p in self.pairs)
@@ -150,7 +152,7 @@ class Report:
     @property
     def exit_code(self) -> int:
         failed = self.count("regression") or self.count_impl("regression")
-        return 1 if failed or self.deterministic_changes else 0
+        return 1 if failed or self.deterministic_changes or self.failures else 0
 
 
 @dataclass
@@ -359,6 +361,7 @@ def compare_runs(
         common, comp, taus, methods, notes,
         [label(b) for k, b in base.benches.items() if k not in new.benches],
         [label(b) for k, b in new.benches.items() if k not in base.benches],
+        missing_failures(base, new, reference),
     )  # fmt: skip
 
 

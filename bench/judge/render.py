@@ -76,10 +76,11 @@ def _counts(items: list, count) -> str:
 def _summary_line(r: Report) -> str:
     status = "FAIL" if r.exit_code else "OK"
     latency = "" if r.comparability.latency else " (latency not judged: not comparable)"
+    missing = f"; {len(r.failures)} missing from new" if r.failures else ""
     return (
         f"{status}: implementations: {_counts(r.implementations, r.count_impl)}; "
         f"benchmarks: {len(r.pairs)} compared, {_counts(r.pairs, r.count)}; "
-        f"{len(r.deterministic_changes)} deterministic-change{latency}"
+        f"{len(r.deterministic_changes)} deterministic-change{missing}{latency}"
     )
 
 
@@ -154,6 +155,7 @@ def render_table(r: Report) -> str:
     if r.common:
         out.append("common params: " + " ".join(f"{k}={v}" for k, v in r.common.items()))
     out += _comparability_lines(r)
+    out += [f"FAIL: {f}" for f in r.failures]
     out += [f"note: {n}" for n in r.notes]
     if r.implementations:
         out += ["", "IMPLEMENTATIONS (change of the geometric mean over shapes; "
@@ -199,6 +201,7 @@ def render_md(r: Report) -> str:
     for line in _comparability_lines(r):
         bullet = line.strip().removeprefix("- ")
         out.append(f"  - {bullet}" if line.startswith("  - ") else f"- **{bullet}**")
+    out += [f"- **FAIL: {f}**" for f in r.failures]
     out += [f"- note: {n}" for n in r.notes]
     if r.deterministic_changes:
         out += ["", "### Deterministic changes", ""] + [f"- `{s}`" for s in _det_lines(r)]
@@ -307,6 +310,7 @@ def render_json(r: Report) -> str:
         ],
         "only_in_base": r.missing_in_new,
         "only_in_new": r.missing_in_base,
+        "failures": r.failures,
     }
     return json.dumps(doc, indent=2, default=str) + "\n"
 

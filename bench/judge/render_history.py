@@ -71,8 +71,10 @@ def history_markdown(
         "Steps come from a piecewise-constant fit weighted by each run's standard error plus "
         "the series' own run-to-run spread (`bench/judge/steps.py`); disturbed runs are drawn "
         "hollow and left out of the fit; isolated outliers are marked ×. A step up larger "
-        f"than {threshold * 100:g} % is a regression; the report fails when the latest "
-        "commit starts one.",
+        f"than {threshold * 100:g} % is a regression; the report fails while one is open "
+        "(the series has not come back, and the step is not acknowledged in "
+        "`results/history/acknowledged.toml`) and when an implementation is missing from "
+        "the latest run.",
     ]
     for slug, (records, series) in by_slug.items():
         m = records[-1].get("machine", {})
@@ -84,14 +86,23 @@ def history_markdown(
             f"torch {m.get('torch')}, {m.get('threads')} threads, profile {m.get('profile')}."
         )
         regs = [s for s in series if s.latest_regression is not None]
+        failing = [(s, why) for s in series for why in s.failing]
+        acked = [(s, a) for s in series for _, a in s.open_regressions if a is not None]
         out.append("")
         if regs:
             out.append(f"**The latest commit `{latest}` starts a regression step in: "
                        + ", ".join(f"`{s.label}`" for s in regs) + ".**")  # fmt: skip
-        elif records[-1].get("machine", {}).get("disturbed"):
-            out.append(f"The latest run (`{short(latest)}`) was disturbed: not judged.")
-        else:
-            out.append(f"No regression step at the latest commit (`{short(latest)}`).")
+        if failing:
+            out.append("**Failing:** " + "; ".join(f"`{s.label}` {why}" for s, why in failing)
+                       + ".")  # fmt: skip
+        if acked:
+            out.append("Acknowledged open steps: " + "; ".join(
+                f"`{s.label}` at `{a.commit}` ({a.reason})" for s, a in acked) + ".")  # fmt: skip
+        if not (regs or failing or acked):
+            if records[-1].get("machine", {}).get("disturbed"):
+                out.append(f"The latest run (`{short(latest)}`) was disturbed: not judged.")
+            else:
+                out.append(f"No open regression step (`{short(latest)}`).")
         out += ["", "| implementation | ratio to | latest ratio [95 % CI] | runs | "
                 "run-to-run sd | steps |", "|---|---|---|---|---|---|"]  # fmt: skip
         for s in series:
