@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.ab import session, sides
+from bench.ab import session, sides, worker
 from bench.measure.timing import Timing
 from bench.sweep.shapes import REFERENCE
 
@@ -185,3 +185,14 @@ def test_a_planted_4x_slowdown_at_head_is_caught_and_named():
     flagged = [ln for ln in res.stdout.splitlines() if ln.rstrip().endswith(("regression", "ratio"))
                and "regression" in ln]  # fmt: skip
     assert flagged and all("gc" in ln and "rearranged" in ln for ln in flagged)
+
+
+def test_a_workers_row_keys_tell_every_row_of_a_shape_apart():
+    # the parent and both workers name a row by this key: two rows may never share one
+    from bench.sweep import profiles
+
+    impls = profiles.implementations(include_peers=False)
+    cl = [i.__class__(i.variant, i.impl, "channels_last", False) for i in impls]
+    keys = [worker.row_key(im, p) for im in impls + cl for p in ("fwd", "fwdbwd")]
+    assert len(set(keys)) == len(keys)
+    assert worker.row_key(REFERENCE, "fwd") == "full/naive/contiguous/0/fwd"
