@@ -121,6 +121,7 @@ def _head_copy(tmp_path: Path, edit=None) -> Path:
     return head
 
 
+@pytest.mark.slow  # real worker processes and git worktrees: 6-11 s
 def test_unusable_input_is_exit_2():
     bad = _ab("no-such-ref-xyz", "HEAD", *SMALL)
     assert bad.returncode == 2 and "bench ab: error" in bad.stderr
@@ -128,6 +129,7 @@ def test_unusable_input_is_exit_2():
     assert unknown.returncode == 2 and "zz/none" in unknown.stderr
 
 
+@pytest.mark.slow  # real worker processes and git worktrees: 6-11 s
 def test_a_changed_mac_count_at_head_is_exit_1(tmp_path):
     head = _head_copy(tmp_path, (
         "counting.py",
@@ -154,6 +156,7 @@ def test_a_changed_mac_count_at_head_is_exit_1(tmp_path):
         assert (tmp_path / "out" / f).is_file()
 
 
+@pytest.mark.slow  # real worker processes and git worktrees: 6-11 s
 def test_an_implementation_head_cannot_run_is_exit_1_and_named(tmp_path):
     head = _head_copy(tmp_path, (
         "impls.py",
@@ -167,6 +170,7 @@ def test_an_implementation_head_cannot_run_is_exit_1_and_named(tmp_path):
     assert "full/naive" not in "".join(ln for ln in res.stdout.splitlines() if "FAIL:" in ln)
 
 
+@pytest.mark.slow  # real worker processes and git worktrees: 6-11 s
 def test_a_head_that_cannot_import_is_exit_1_a_base_that_cannot_is_exit_2(tmp_path):
     head = _head_copy(
         tmp_path, ("__init__.py", '__version__ = "', 'raise ImportError("x")\n__version__ = "')
