@@ -272,20 +272,17 @@ def judge_run(
                 reasons.append(f"{key} moved {y / x - 1:+.0%} between start and end")
     if gpu is not None:
         reasons += gpu_reasons(*gpu)
-    low = probe_summary and probe_summary["windows_low"]
-    if low and low > THRESHOLDS["disturbed_rows"] * probe_summary["windows"]:
-        reasons.append(
-            f"memory bandwidth under {1 - THRESHOLDS['bandwidth_drop']:.0%} of the run's "
-            f"start in {low} of {probe_summary['windows']} windows "
-            f"(lowest {probe_summary['min_frac']:.0%})"
-        )
-    low = gpu_probe and gpu_probe["windows_low"]
-    if low and low > THRESHOLDS["disturbed_rows"] * gpu_probe["windows"]:
-        reasons.append(
-            f"GPU matmul probe under {1 - THRESHOLDS['gpu_drop']:.0%} of the run's warm "
-            f"start in {low} of {gpu_probe['windows']} windows "
-            f"(lowest {gpu_probe['min_frac']:.0%}): another process shares the GPU?"
-        )
+    for summary, drop, what, since, note in (
+        (probe_summary, "bandwidth_drop", "memory bandwidth", "the run's start", ""),
+        (gpu_probe, "gpu_drop", "GPU matmul probe", "the run's warm start",
+         ": another process shares the GPU?"),
+    ):  # fmt: skip
+        low = summary and summary["windows_low"]
+        if low and low > THRESHOLDS["disturbed_rows"] * summary["windows"]:
+            reasons.append(
+                f"{what} under {1 - THRESHOLDS[drop]:.0%} of {since} in {low} of "
+                f"{summary['windows']} windows (lowest {summary['min_frac']:.0%}){note}"
+            )
     return {
         "disturbed": bool(reasons),
         "reasons": reasons,
