@@ -16,7 +16,44 @@ PROBE_BYTES = 64 * 2**20
 PROBE_COPIES = 3
 
 
-class BandwidthProbe:
+class ReferenceProbe:
+    """A rate measured now against a reference taken at a quiet moment: what the CPU
+    bandwidth probe and the GPU matmul probe (:mod:`bench.measure.gpu_probe`) share.
+    A subclass gives :meth:`rate`; ``fracs`` keeps every window's fraction."""
+
+    def __init__(self):
+        self.reference: float | None = None
+        self.fracs: list[float] = []
+
+    def rate(self) -> float:
+        raise NotImplementedError
+
+    def set_reference(self) -> None:
+        """The reference: the best of three probes (call it when the machine is quiet)."""
+        self.reference = max(self.rate() for _ in range(3))
+        self.fracs = []
+
+    def frac(self) -> float:
+        """This moment's rate / the reference (the first call sets the reference)."""
+        if self.reference is None:
+            self.set_reference()
+        f = self.rate() / self.reference
+        self.fracs.append(f)
+        return f
+
+    def summary(self, drop: float, reference_key: str, digits: int) -> dict | None:
+        """For ``env.json``: the reference (as ``reference_key``, rounded to ``digits``),
+        and the windows' fractions, those under ``1 − drop`` counted low (None: none)."""
+        if self.reference is None or not self.fracs:
+            return None
+        low = sum(f < 1 - drop for f in self.fracs)
+        fracs = sorted(self.fracs)
+        return {reference_key: round(self.reference, digits), "windows": len(fracs),
+                "median_frac": round(fracs[len(fracs) // 2], 3),
+                "min_frac": round(fracs[0], 3), "windows_low": low}  # fmt: skip
+
+
+class BandwidthProbe(ReferenceProbe):
     """Copy bandwidth of main memory now, against a reference taken at a quiet moment.
 
     A probe is the fastest of :data:`PROBE_COPIES` copies of :data:`PROBE_BYTES`
@@ -29,10 +66,9 @@ class BandwidthProbe:
     def __init__(self):
         import torch
 
+        super().__init__()
         self._src = torch.ones(PROBE_BYTES // 4)
         self._dst = torch.empty_like(self._src)
-        self.reference: float | None = None
-        self.fracs: list[float] = []
 
     def gb_s(self) -> float:
         best = float("inf")
@@ -42,18 +78,8 @@ class BandwidthProbe:
             best = min(best, time.perf_counter() - t)
         return 2 * PROBE_BYTES / max(best, 1e-9) / 1e9
 
-    def set_reference(self) -> None:
-        """The reference: the best of three probes (call it when the machine is quiet)."""
-        self.reference = max(self.gb_s() for _ in range(3))
-        self.fracs = []
-
-    def frac(self) -> float:
-        """This moment's bandwidth / the reference (the first call sets the reference)."""
-        if self.reference is None:
-            self.set_reference()
-        f = self.gb_s() / self.reference
-        self.fracs.append(f)
-        return f
+    def rate(self) -> float:
+        return self.gb_s()
 
 
 _probe: BandwidthProbe | None = None

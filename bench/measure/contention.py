@@ -196,13 +196,7 @@ def window(a: Counters, b: Counters, threads: int = 1) -> Window:
 
 def bandwidth_summary(probe: bandwidth.BandwidthProbe) -> dict | None:
     """For ``env.json``: the probe's reference and its windows' fractions (None: none)."""
-    if probe.reference is None or not probe.fracs:
-        return None
-    low = sum(f < 1 - THRESHOLDS["bandwidth_drop"] for f in probe.fracs)
-    fracs = sorted(probe.fracs)
-    return {"reference_gb_s": round(probe.reference, 2), "windows": len(fracs),
-            "median_frac": round(fracs[len(fracs) // 2], 3),
-            "min_frac": round(fracs[0], 3), "windows_low": low}  # fmt: skip
+    return probe.summary(THRESHOLDS["bandwidth_drop"], "reference_gb_s", 2)
 
 
 def close_window(start: Counters, threads: int, device) -> Window:

@@ -10,6 +10,8 @@ same burst just after the GPU was warmed (:func:`bench.measure.env.warm_gpu`).
 
 from __future__ import annotations
 
+from .bandwidth import ReferenceProbe
+
 #: a window's probe below this share of the reference is disturbed (``THRESHOLDS["gpu_drop"]``)
 GPU_DROP = 0.25
 #: the burst: ``REPS`` products of two ``N``×``N`` float32 matrices (about 4 ms on an
@@ -18,7 +20,7 @@ N = 2048
 REPS = 12
 
 
-class GpuProbe:
+class GpuProbe(ReferenceProbe):
     """Matmul throughput of one GPU now (GMAC/s), against a reference at a warm start.
 
     ``fracs`` keeps every window's fraction of the reference. A probe is the
@@ -28,11 +30,10 @@ class GpuProbe:
     def __init__(self, device):
         import torch
 
+        super().__init__()
         self.device = torch.device(device)
         g = torch.Generator(device=self.device).manual_seed(0)
         self._a = torch.randn(N, N, device=self.device, generator=g)
-        self.reference: float | None = None
-        self.fracs: list[float] = []
 
     def _burst_gmacs(self) -> float:
         import torch
@@ -51,18 +52,8 @@ class GpuProbe:
     def gmacs(self) -> float:
         return max(self._burst_gmacs() for _ in range(2))
 
-    def set_reference(self) -> None:
-        """The reference: the best of three probes (call it once the GPU is warm)."""
-        self.reference = max(self.gmacs() for _ in range(3))
-        self.fracs = []
-
-    def frac(self) -> float:
-        """This moment's throughput / the reference (the first call sets the reference)."""
-        if self.reference is None:
-            self.set_reference()
-        f = self.gmacs() / self.reference
-        self.fracs.append(f)
-        return f
+    def rate(self) -> float:
+        return self.gmacs()
 
 
 _probes: dict[str, GpuProbe] = {}
@@ -78,13 +69,7 @@ def probe(device) -> GpuProbe:
 
 def gpu_probe_summary(probe: GpuProbe) -> dict | None:
     """For ``env.json``: the GPU probe's reference and its windows' fractions (None: none)."""
-    if probe.reference is None or not probe.fracs:
-        return None
-    low = sum(f < 1 - GPU_DROP for f in probe.fracs)
-    fracs = sorted(probe.fracs)
-    return {"reference_gmacs_s": round(probe.reference, 1), "windows": len(fracs),
-            "median_frac": round(fracs[len(fracs) // 2], 3),
-            "min_frac": round(fracs[0], 3), "windows_low": low}  # fmt: skip
+    return probe.summary(GPU_DROP, "reference_gmacs_s", 1)
 
 
 #: NVML throttle reasons that mean the clocks were held down by something

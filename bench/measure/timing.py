@@ -199,11 +199,31 @@ def _warm_up(step: Callable, device: torch.device, timing: Timing) -> float:
     a 300 ms call needs no three warm-up calls to be warm."""
     step()
     times: list[float] = []
-    while len(times) < max(1, timing.warmup_calls) or sum(times) < timing.warmup_s:
+    while not warm_enough(len(times), sum(times), timing):
         times.append(_call_s(step, device))
-        if len(times) >= 1000 or sum(times) >= 10 * max(timing.warmup_s, 1e-3):
-            break
     return max(min(times), 1e-9)
+
+
+def warm_enough(calls: int, seconds: float, timing: Timing) -> bool:
+    """Whether the timed warm-up may stop after ``calls`` calls that took ``seconds``
+    (:func:`_warm_up`'s rule; the cost model of :mod:`bench.sweep.cost` counts with it)."""
+    if calls == 0:
+        return False
+    done = calls >= max(1, timing.warmup_calls) and seconds >= timing.warmup_s
+    return done or calls >= 1000 or seconds >= 10 * max(timing.warmup_s, 1e-3)
+
+
+def planned_samples(t: float, iters: int, timing: Timing) -> int:
+    """Samples a callable of ``t`` seconds a call, ``iters`` calls a sample, is given."""
+    return int(min(max(timing.budget_s // (t * iters), timing.min_samples), timing.max_samples))
+
+
+def is_far_behind(t: float, t_ref: float | None, planned: int) -> bool:
+    """Whether a callable gets :data:`SLOW_SAMPLES` instead of ``planned`` samples: its
+    call is :data:`SLOW_FACTOR` × the reference's or more and its samples would take
+    over :data:`SLOW_FLOOR_S`."""
+    slow = t_ref is not None and t >= SLOW_FACTOR * t_ref
+    return slow and planned > SLOW_SAMPLES and planned * t > SLOW_FLOOR_S
 
 
 def time_interleaved(
@@ -255,8 +275,7 @@ def time_interleaved(
             out[key] = without_frames(e)
             continue
         iters = 1 if cuda else max(1, math.ceil(timing.block_s / t))
-        n = timing.budget_s // (t * iters)
-        plan[key] = int(min(max(n, timing.min_samples), timing.max_samples))
+        plan[key] = planned_samples(t, iters, timing)
         out[key] = Samples([], iters)
         spent[key] = 0.0
         estimate[key] = t
@@ -264,8 +283,7 @@ def time_interleaved(
         return out
     ref_t = estimate.get(reference)
     for key, t in estimate.items():
-        slow = ref_t is not None and key != reference and t >= SLOW_FACTOR * ref_t
-        if slow and plan[key] > SLOW_SAMPLES and plan[key] * t > SLOW_FLOOR_S:
+        if key != reference and is_far_behind(t, ref_t, plan[key]):
             plan[key] = SLOW_SAMPLES
             out[key].reduced = (
                 f"{SLOW_SAMPLES} samples: {t / ref_t:.0f}x the reference's call "

@@ -202,22 +202,16 @@ def candidates(variant: str) -> list[str]:
 
 
 def row_calls(t: float, t_ref: float | None, timing: Timing, is_ref: bool) -> float:
-    """Calls of one row: check, first call, warm-up, memory call, samples."""
-    warm = 1
-    done = 0.0
-    while True:  # bench.measure.timing._warm_up's rule
+    """Calls of one row: check, first call, warm-up, memory call, samples, by the rules
+    of :mod:`bench.measure.timing` (one call a sample, as on CUDA)."""
+    warm = 0
+    while not timing_rules.warm_enough(warm, warm * t, timing):
         warm += 1
-        done += t
-        if warm - 1 >= max(1, timing.warmup_calls) and done >= timing.warmup_s:
-            break
-        if warm > 1000 or done >= 10 * max(timing.warmup_s, 1e-3):
-            break
-    n = min(max(timing.budget_s // t, timing.min_samples), timing.max_samples)
-    n = min(n, max(timing.min_samples, math.ceil(3 * timing.budget_s / t)))
-    slow = t_ref is not None and not is_ref and t >= timing_rules.SLOW_FACTOR * t_ref
-    if slow and n > timing_rules.SLOW_SAMPLES and n * t > timing_rules.SLOW_FLOOR_S:
+    n = timing_rules.planned_samples(t, 1, timing)
+    n = min(n, max(timing.min_samples, math.ceil(3 * timing.budget_s / t)))  # the 3× stop
+    if not is_ref and timing_rules.is_far_behind(t, t_ref, n):
         n = timing_rules.SLOW_SAMPLES
-    return 1 + warm + 1 + n
+    return 1 + 1 + warm + 1 + n
 
 
 def tuning_s(shape: Shape, impl: Impl, pass_: str, dev: DeviceCosts) -> float:
