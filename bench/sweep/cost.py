@@ -125,8 +125,8 @@ FUSED_KERNELS = {
     ("g", "fwdbwd"): ("fwd", "g_dx", "g_wgrad"),
     ("gc", "fwdbwd"): ("fwd", "gc_dx", "gc_dk", "gc_dw"),
 }
-#: BLOCK_NH of each autotune configuration per kernel when Triton cannot be imported
-#: here (sepgconv.fused.launch at the time of the evidence)
+#: BLOCK_NH of each autotune configuration per kernel of the evidence's launcher (the
+#: model's fallback where Triton cannot be imported)
 DEFAULT_CONFIGS = {
     "fwd": [16, 16, 16, 16, 32, 32, 32, 32, 64, 64, 64, 64],
     "g_dx": [16, 16, 32, 32, 64, 64],
@@ -137,43 +137,35 @@ DEFAULT_CONFIGS = {
 }
 
 
-def config_blocks() -> dict[str, list[int]]:
-    """The BLOCK_NH of every autotune configuration per fused kernel (the launcher's,
-    when Triton imports here; the evidence's otherwise)."""
+def _launch():
+    """The fused kernels' launcher, or None where Triton does not import (the model then
+    counts with the evidence's launcher: :data:`DEFAULT_CONFIGS`, :data:`DEFAULT_KEYS`)."""
     try:
         from sepgconv.fused import launch
     except Exception:  # noqa: BLE001 - no Triton here
-        return {k: list(v) for k, v in DEFAULT_CONFIGS.items()}
-    return {
-        name: [c.kwargs.get("BLOCK_NH", 0) for c in entry[1]]
-        for name, entry in launch._KERNELS.items()
-    }
+        return None
+    return launch
 
 
 def bench_scale() -> float:
     """The launcher's autotune benchmark time over Triton's default 25 + 100 ms (what
     the evidence's ``bench_s`` was measured with)."""
-    try:
-        from sepgconv.fused import launch
-    except Exception:  # noqa: BLE001
+    launch = _launch()
+    if launch is None:
         return 1.0
     ms = getattr(launch, "AUTOTUNE_WARMUP_MS", 25) + getattr(launch, "AUTOTUNE_REP_MS", 100)
     return ms / 125
 
 
-def configs_run(blocks: list[int], nh: int, k: int = 3) -> int:
-    """Configurations the autotuner keeps for ``nh`` output channels at kernel size ``k``
-    (the launcher's pruning: blocks wider than the channels dropped, and only the
-    narrowest from ``launch.NARROW_FROM_K`` on, where the launcher has that rule)."""
+def configs_run(kernel: str, nh: int, k: int) -> int:
+    """Configurations the autotuner tries for ``kernel`` at ``nh`` output channels and
+    kernel size ``k``: the launcher's own pruning (``launch.shipped``); without it, the
+    evidence's rule (blocks wider than the padded channel count dropped)."""
+    launch = _launch()
+    if launch is not None and hasattr(launch, "shipped"):
+        return len(launch.shipped(launch._KERNELS[kernel][1], nh, k))
     cap = max(16, 1 << max(nh - 1, 0).bit_length())
-    try:
-        from sepgconv.fused import launch
-
-        if k >= getattr(launch, "NARROW_FROM_K", 10**9):
-            cap = 16
-    except Exception:  # noqa: BLE001 - no Triton: the evidence's rule
-        pass
-    return sum(b <= cap for b in blocks) or 1
+    return sum(b <= cap for b in DEFAULT_CONFIGS[kernel]) or 1
 
 
 def executed_macs(shape: Shape, impl: Impl, pass_: str) -> int:
@@ -271,9 +263,8 @@ DEFAULT_KEYS = {
 def launcher_facts() -> tuple[dict[str, list[str]], bool]:
     """``({kernel: autotune key names}, sizes specialised)`` of the launcher (Triton
     needed), or of the evidence's launcher: keys with H, W, B and specialised sizes."""
-    try:
-        from sepgconv.fused import launch
-    except Exception:  # noqa: BLE001
+    launch = _launch()
+    if launch is None:
         return DEFAULT_KEYS, True
     keys = {name: list(entry[2]) for name, entry in launch._KERNELS.items()}
     return keys, not hasattr(launch, "runtime_ints")
@@ -333,7 +324,6 @@ def estimate(
             the compile time is then the longest of the workers' shares.
     """
     est = Estimate(setup_s=dev.setup_s)
-    blocks = config_blocks()
     a, b = dev.compile_s
     bench = dev.bench_s * bench_scale()
     compile_total = compile_longest = 0.0
@@ -361,7 +351,7 @@ def estimate(
                 for key in new_compiles:  # one precompile task per kernel (precompile)
                     if key not in compiled:
                         compiled.add(key)
-                        n = configs_run(blocks.get(key[0], [0]), nh, shape.k)
+                        n = configs_run(key[0], nh, shape.k)
                         est.compiles += n
                         task = n * (a + b * shape.k**2) + dev.task_s
                         compile_total += task
@@ -370,7 +360,7 @@ def estimate(
                     if key not in tuned:
                         tuned.add(key)
                         est.autotune_keys += 1
-                        n = configs_run(blocks.get(key[0], [0]), nh, shape.k)
+                        n = configs_run(key[0], nh, shape.k)
                         if not warm_triton:  # warm: cache_results has the choice on disk
                             est.compile_s += n * max(bench, 6 * t)
     if not warm_triton:
