@@ -267,6 +267,34 @@ def test_fwdbwd_step_resets_grads():
     assert x.grad is not None and layer.training
 
 
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("layer_kind", ["group", "dense"])
+def test_fwdbwd_grad_out_is_laid_out_as_the_output(fmt, layer_kind):
+    """A channels_last layer gets a channels_last grad_out (a real network's next layer
+    sends one), with the same values as the contiguous one: no NCHW→NHWC copy is timed."""
+    if layer_kind == "group":
+        layer = sepgconv.GConv2d(3, 5, 3, variant="gc", impl="rearranged", memory_format=fmt)
+        x = sepgconv.to_memory_format(torch.randn(2, 3, 4, 6, 7), fmt)
+    else:
+        layer = torch.nn.Conv2d(6, 5, 3).to(memory_format=sepgconv.layout.torch_format(fmt))
+        x = torch.randn(2, 6, 8, 7).contiguous(memory_format=sepgconv.layout.torch_format(fmt))
+    seen = []
+
+    def watch(module, inputs, y):  # returns None: the output is not replaced
+        if y.requires_grad:  # (a no_grad call to learn the output's layout is not watched)
+            y.register_hook(seen.append)
+
+    handle = layer.register_forward_hook(watch)
+    timing.make_step(layer, x.requires_grad_(True), "fwdbwd")()
+    handle.remove()
+    with torch.no_grad():
+        y = layer(x)
+    (grad,) = seen
+    assert grad.shape == y.shape and grad.stride() == y.stride()
+    g = torch.Generator().manual_seed(1234)
+    torch.testing.assert_close(grad, torch.randn(y.shape, generator=g), rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------- counts, checks
 def test_count_macs_of_dense_conv_matches_formula():
     shape = Shape("p4", "group", 4, 6, 3, 8, 8, 2)

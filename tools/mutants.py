@@ -897,6 +897,14 @@ MUTANTS = [
         "if False:",
         ("tests/test_history.py", "-k", "shape_set"),
     ),
+    Mutant(
+        "grad-out-always-contiguous",
+        "a training step's grad_out is NCHW whatever the layer's format (a timed copy)",
+        "bench/measure/timing.py",
+        "memory_format=layout.torch_format(layer._format),",
+        "memory_format=torch.contiguous_format,",
+        ("tests/test_bench_measure.py", "-k", "grad_out"),
+    ),
 ]
 
 
