@@ -295,6 +295,36 @@ class GCGConv2dNaive(_DenseMixin, _GCParams, GConv2d):
         return {"filter": f + s.g_out * f, "activations": 0}
 
 
+#: forces gc/rearranged's route (``"conv"`` or ``"gemm"``) on every device; ``None``: the
+#: rule of :func:`gc_route`. For tests and for measuring the routes side by side
+#: (``tools/speed_matrix.py``), not a user setting.
+GC_ROUTE: str | None = None
+GC_ROUTE_CHOICES = ("conv", "gemm")
+
+
+def gc_route(device_type: str, dtype: torch.dtype, fmt: str, tf32_matmul: bool) -> str:
+    """How gc/rearranged computes Eqs. 14–15 (see :meth:`GCGConv2dRearranged._conv_gemm`).
+
+    ``"gemm"`` on CUDA for a contiguous layer whose GEMM runs on tensor cores
+    (float16/bfloat16, or float32 with ``torch.backends.cuda.matmul.allow_tf32``):
+    X̃ is then written NHWC and the depthwise convolution runs in cuDNN's NHWC
+    kernels instead of PyTorch's NCHW depthwise kernels, for one copy of y.
+    ``"conv"`` otherwise: on the CPU (measured on the AMD EPYC VM, the GEMM route
+    was 0.94–1.08× in forward but up to 1.75× slower in training), for a
+    channels_last layer (cuDNN's 1×1 is already an NHWC GEMM and its depthwise
+    already NHWC), and for float32 under PyTorch's default matmul precision,
+    where an explicit GEMM would run on CUDA cores while cuDNN's 1×1 convolution
+    uses TF32 (``torch.backends.cudnn.allow_tf32``, on by default).
+    """
+    if GC_ROUTE is not None:
+        return GC_ROUTE
+    if device_type != "cuda" or fmt != "contiguous":
+        return "conv"
+    if dtype in (torch.float16, torch.bfloat16) or (dtype == torch.float32 and tf32_matmul):
+        return "gemm"
+    return "conv"
+
+
 @register
 class GCGConv2dRearranged(_GCParams, GConv2d):
     """gc-GConv rearranged (Eqs. 14–15): an inverse depthwise-separable conv.
@@ -318,11 +348,41 @@ class GCGConv2dRearranged(_GCParams, GConv2d):
 
     def _conv(self, x, weights, bias):
         pointwise, depthwise = weights
+        groups = self.out_channels * self.g_out
+        tf32 = x.is_cuda and torch.backends.cuda.matmul.allow_tf32
+        if gc_route(x.device.type, x.dtype, self._format, tf32) == "gemm":
+            return self._conv_gemm(x, pointwise, depthwise, bias)
         with region("sepgconv.pointwise"):
             xt = F.conv2d(x, pointwise)  # [B, (n, h), H, W]
         with region("sepgconv.spatial"):
-            groups = self.out_channels * self.g_out
             return F.conv2d(xt, depthwise, bias, self.stride, self.padding, groups=groups)
+
+    def _conv_gemm(self, x, pointwise, depthwise, bias):
+        """Eq. 15 as one GEMM that writes X̃ pixel-major (NHWC), Eq. 14 on that NHWC map.
+
+        ``X̃[(b, p), (n, h)] = X[(b, p), (c, g)] · w̃ᵀ``: a plain matrix product
+        (cuBLAS on tensor cores under TF32/bf16; its backward two more GEMMs, where
+        a 1×1 convolution's weight gradient is an implicit-GEMM wgrad kernel). The
+        product is X̃ in channels_last order whatever the input's layout (an NCHW
+        input is read as the transposed operand, no copy), so the depthwise
+        convolution always runs on an NHWC map: cuDNN's NHWC depthwise kernels,
+        where an NCHW float32 depthwise convolution falls to PyTorch's own CUDA
+        kernels (on the H200 trace 3–10× the cuDNN NHWC kernels' time, forward and
+        backward). The output is channels_last; a contiguous layer's forward lays
+        it out NCHW (one copy of y).
+        """
+        b, cg, hgt, wid = x.shape
+        nh = self.out_channels * self.g_out
+        wmat = pointwise.reshape(nh, cg)  # a view in either weight format (1×1)
+        with region("sepgconv.pointwise"):
+            if x.is_contiguous(memory_format=torch.channels_last):  # [B, H, W, CG] in memory
+                xt = F.linear(x.permute(0, 2, 3, 1).reshape(b * hgt * wid, cg), wmat)
+            else:  # [B, CG, HW] read transposed: [B, HW, CG] @ [CG, NH]
+                xt = torch.matmul(x.reshape(b, cg, hgt * wid).transpose(1, 2), wmat.t())
+            xt = xt.view(b, hgt, wid, nh).permute(0, 3, 1, 2)  # [B, NH, H, W], NHWC strides
+        with region("sepgconv.spatial"):
+            depthwise = depthwise.contiguous(memory_format=torch.channels_last)
+            return F.conv2d(xt, depthwise, bias, self.stride, self.padding, groups=nh)
 
     @staticmethod
     def macs(shape: LayerShape) -> int:

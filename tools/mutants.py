@@ -905,6 +905,30 @@ MUTANTS = [
         "memory_format=torch.contiguous_format,",
         ("tests/test_bench_measure.py", "-k", "grad_out"),
     ),
+    Mutant(
+        "gc-gemm-route-transposed-map",
+        "gc/rearranged's GEMM route lays X̃ out with H and W swapped",
+        "sepgconv/impls.py",
+        "xt = xt.view(b, hgt, wid, nh).permute(0, 3, 1, 2)",
+        "xt = xt.view(b, wid, hgt, nh).permute(0, 3, 2, 1)",
+        ("tests/test_gc_routes.py",),
+    ),
+    Mutant(
+        "gc-route-table-ignored",
+        "gc/rearranged never takes the GEMM route (the CUDA route goes untested)",
+        "sepgconv/impls.py",
+        'if gc_route(x.device.type, x.dtype, self._format, tf32) == "gemm":',
+        "if False:",
+        ("tests/test_gc_routes.py",),
+    ),
+    Mutant(
+        "gc-gemm-route-on-cuda-cores",
+        "float32 takes the GEMM route under PyTorch's default matmul precision (CUDA cores)",
+        "sepgconv/impls.py",
+        "(dtype == torch.float32 and tf32_matmul)",
+        "dtype == torch.float32",
+        ("tests/test_gc_routes.py", "-k", "rule"),
+    ),
 ]
 
 
