@@ -367,7 +367,7 @@ class GCGConv2dRearranged(_GCParams, GConv2d):
         input is read as the transposed operand, no copy), so the depthwise
         convolution always runs on an NHWC map: cuDNN's NHWC depthwise kernels,
         where an NCHW float32 depthwise convolution falls to PyTorch's own CUDA
-        kernels (on the H200 trace 3–10× the cuDNN NHWC kernels' time, forward and
+        kernels (on the H200 trace 3–5× the cuDNN NHWC kernels' time, forward and
         backward). The output is channels_last; a contiguous layer's forward lays
         it out NCHW (one copy of y).
         """

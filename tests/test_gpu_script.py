@@ -46,10 +46,12 @@ def test_the_gpu_script_runs_every_step_on_the_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     log = (out / "log.txt").read_text()
     steps = dict(re.findall(r"^\[(\w+)\.log\] exit (\d+)", log, flags=re.MULTILINE))
-    steps_run = ("precompile", "tests", "contention", "smoke", "sweep", "models", "report")
+    steps_run = ("precompile", "tests", "contention", "speed", "smoke", "sweep", "models",
+                 "report")  # fmt: skip
     assert steps == {s: "0" for s in steps_run}, log
     assert "CUDA only" in (out / "precompile.log").read_text()  # a no-op on the CPU
     assert "fvcore ok" in log
+    assert "| gc/rearranged:gemm |" in (out / "speed" / "speed_matrix.md").read_text()
     assert "time limit 4 s:" in (out / "sweep.log").read_text()  # it ended by its limit
     with tarfile.open(out / "gpu.tgz") as tar:
         names = set(tar.getnames())

@@ -13,7 +13,9 @@
 #   1. the GPU tests, all of them, in three processes (tests/test_on_gpu.py without
 #      and with impl="auto", and the CUDA-path tests; the first run's took 85 s in
 #      one), then the contention tests alone on the GPU once the precompile is done;
-#   2. the smoke sweep (its own kernels: ~45 s cold by the model);
+#   2. gc, g and full side by side in TF32, strict fp32 and bf16, both layouts, gc's
+#      routes apart (tools/speed_matrix.py, issues #23/#24), capped by its time limit;
+#      then the smoke sweep (its own kernels: ~45 s cold by the model);
 #   3. the `full` profile (the README's main job on CUDA) with --time-limit: ~5 min by
 #      the model with a cold cache, ~2.5 min warm; shapes in an order whose every
 #      prefix spreads over the profile;
@@ -25,10 +27,11 @@
 # DEVICE=cpu PROFILE=smoke (without --cpu-check) rehearses the GPU path itself.
 set -u
 TESTS_S=${TESTS_S:-75}
-SMOKE_S=${SMOKE_S:-50}
-SWEEP_S=${SWEEP_S:-180}   # the sweep's --time-limit; its cap adds 45 s (last shape, trace)
-MODELS_S=${MODELS_S:-60}
-REPORT_S=${REPORT_S:-25}
+SPEED_S=${SPEED_S:-50}    # tools/speed_matrix.py; its --time-limit is 15 s less
+SMOKE_S=${SMOKE_S:-40}
+SWEEP_S=${SWEEP_S:-155}   # the sweep's --time-limit; its cap adds 45 s (last shape, trace)
+MODELS_S=${MODELS_S:-55}
+REPORT_S=${REPORT_S:-20}
 PRECOMPILE_WORKERS=${PRECOMPILE_WORKERS:-8}
 WHEELS=${WHEELS:-.device/wheels}
 OUT=${OUT:-/tmp/gpu-run-out}
@@ -44,11 +47,13 @@ unset TRITON_INTERPRET
 table2_first=resnet44,p4m-resnet44,g-p4m-resnet44,gc-p4m-resnet44,z2cnn,c-z2cnn,p4cnn,g-p4cnn
 table2_first+=,gc-p4cnn,g-p4cnn-w17,gc-p4cnn-w30
 device=${DEVICE:-cuda} profile=${PROFILE:-full} models="--models $table2_first"
+speed=()  # tools/speed_matrix.py's defaults on the GPU: p4 C64/C128 and p4m C64, H32, batch 32
 gpu_tests=tests/test_on_gpu.py path_tests=tests/test_cuda_paths.py
 if [[ ${1:-} == --cpu-check ]]; then
   device=cpu profile=smoke models="--models z2cnn,gc-p4cnn"
   path_tests=tests/test_cuda_paths.py::test_profile_columns_hold_what_the_report_reads
   SWEEP_S=4 MODELS_S=120 REPORT_S=60  # a 4 s limit: the time-limited end is exercised
+  speed=(--device cpu --shapes p4:2:6:2 --precisions tf32 --budget 0.002)
   export PYTHONPATH=$PWD
 elif [[ -n ${1:-} ]]; then
   echo "usage: bash tools/gpu-run.sh [--cpu-check]" >&2
@@ -113,6 +118,8 @@ torch.cuda.is_available(), 'triton', triton.__version__)" 2>&1
   # alone on the GPU: a quiet run is quiet, a planted neighbour is caught
   capped 40 contention.log python3 -m pytest -q -p no:cacheprovider -rs "$gpu_tests" \
     -k contention
+  capped "$SPEED_S" speed.log python3 tools/speed_matrix.py ${speed[@]+"${speed[@]}"} \
+    --time-limit $((SPEED_S - 15)) --out "$OUT/speed"
   capped "$SMOKE_S" smoke.log python3 -m bench run --device "$device" --profile smoke \
     --no-report --no-profile --out "$WORK/smoke"
   # (compiled above: --precompile-workers 0; a kernel the precompile missed compiles at use)
