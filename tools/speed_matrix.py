@@ -12,10 +12,19 @@ clock on the CPU), after checking each subject against the definition
   ``gemm``) and by the route the rule picks (``rule``), and ``gc/fused``;
 * ``g/naive``, ``g/rearranged`` and ``g/fused``;
 
+and, on CUDA, ``+graph`` twins of full/naive, dense and gc/rearranged (the rule's
+route): the same step captured once in a CUDA graph (``torch.cuda.graph`` for
+inference, ``torch.cuda.make_graphed_callables`` for a training step) and
+replayed, which removes the host's per-op cost (the first H200 run's traces:
+gc/rearranged's training step kept the GPU busy 954 µs of a 2,051 µs span —
+host-bound — where full's kept it busy 1,837 of 2,038);
+
 in three precisions: ``tf32`` (float32 with PyTorch's defaults for cuDNN and
 ``torch.backends.cuda.matmul.allow_tf32=True``), ``fp32`` (strict: TF32 off for
 both), ``bf16``; in both memory formats; forward (inference) and forward+backward
-(a training step). Per row: median latency, its IQR, the speed-up over full/naive
+(a training step). Per row: median latency, its IQR, ``host_ms`` (the median
+time the host takes to *issue* one call, without waiting for the GPU: close to
+the latency means the call is host-bound), the speed-up over full/naive
 and over the dense conv of the same precision, format and pass, and the MAC cut
 the speed-up is measured against (§3.4).
 
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import os
 import sys
@@ -65,9 +75,11 @@ SUBJECTS = [
     ("g/rearranged", "g", "rearranged", None),
     ("g/fused", "g", "fused", None),
 ]
+#: the subjects that get a CUDA-graph twin
+GRAPHED = ("full/naive", "dense", "gc/rearranged:rule")
 FIELDS = [
     "group", "c", "h", "batch", "k", "precision", "dtype", "memory_format", "subject", "pass",
-    "status", "median_ms", "iqr_ms", "n_samples", "speedup_vs_full", "speedup_vs_dense",
+    "status", "median_ms", "iqr_ms", "n_samples", "host_ms", "speedup_vs_full", "speedup_vs_dense",
     "mac_cut", "efficiency",
 ]  # fmt: skip
 
@@ -108,6 +120,43 @@ def routed(step, route):
     return call
 
 
+def host_ms(step, device: str, calls: int = 7) -> float:
+    """Median host time to issue one call (the GPU drained before each; CPU: the call)."""
+    times = []
+    for _ in range(calls):
+        timing.synchronize(torch.device(device))
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    timing.synchronize(torch.device(device))
+    return sorted(times)[len(times) // 2] * 1e3
+
+
+def graphed(module, x, pass_: str):
+    """``pass_``'s step captured in a CUDA graph and replayed (CUDA only).
+
+    Inference: ``module(x)`` under ``no_grad`` captured with ``torch.cuda.graph``
+    after a warm-up on a side stream. Training: ``torch.cuda.make_graphed_callables``
+    (forward and backward graphs; parameter gradients reset each call as in
+    :func:`bench.measure.timing.make_step`).
+    """
+    if pass_ == "fwd":
+        module.eval()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(3):
+                module(x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), torch.no_grad():
+            module(x)
+        return graph.replay
+    module.train()
+    fn = torch.cuda.make_graphed_callables(module, (x,))
+    return timing.make_step(fn, x, "fwdbwd")
+
+
 def parse_shape(text: str) -> tuple[str, int, int, int]:
     """``group:C:H:batch`` -> (group, C, H, batch)."""
     try:
@@ -124,7 +173,9 @@ def mac_cut(variant: str, shape: Shape) -> float | None:
     return counting.dense_macs(s) / macs(s) if macs else None
 
 
-def measure_shape(shape: Shape, fmt: str, labels: list, passes, t: timing.Timing, log):
+def measure_shape(
+    shape: Shape, fmt: str, labels: list, passes, t: timing.Timing, log, graphs: bool = True
+):
     """Rows of one shape, format and precision (already set)."""
     refs: dict = {}
     x = random_input(shape)
@@ -153,6 +204,20 @@ def measure_shape(shape: Shape, fmt: str, labels: list, passes, t: timing.Timing
             label: routed(rows.step_for(subj, x, shape, p), route)
             for label, (subj, route, _) in built.items()
         }
+        if graphs and shape.device == "cuda":
+            for label in GRAPHED:
+                if label not in built:
+                    continue
+                subj, route, variant = built[label]
+                try:  # a fresh copy: capture must not share the eager subject's state
+                    twin = copy.deepcopy(subj.module)
+                    xin = rows.input_for(subj, x, shape, p)
+                    with forced_route(route):
+                        steps[label + "+graph"] = graphed(twin, xin, p)
+                    built[label + "+graph"] = (subj, route, variant)
+                except Exception as e:  # noqa: BLE001 - a capture that fails is a row
+                    out.append({"memory_format": fmt, "subject": label + "+graph", "pass": p,
+                                "status": f"error: {type(e).__name__}: {e}"})  # fmt: skip
         got = timing.time_interleaved(steps, shape.device, t, reference="full/naive")
         for label, res in got.items():
             row = {"memory_format": fmt, "subject": label, "pass": p}
@@ -163,6 +228,7 @@ def measure_shape(shape: Shape, fmt: str, labels: list, passes, t: timing.Timing
                            n_samples=res.n)  # fmt: skip
                 cut = mac_cut(built[label][2], shape)
                 row["mac_cut"] = cut
+                row["host_ms"] = host_ms(steps[label], shape.device)
             out.append(row)
         ok = {r["subject"]: r for r in out if r.get("pass") == p and r.get("status") == "ok"}
         for r in out:
@@ -189,25 +255,23 @@ def markdown(rows_: list[dict], machine: str) -> str:
         if not sel:
             continue
         lines += ["", f"## {prec}", "",
-                  "| shape | format | pass | subject | ms | × full (× dense) | MAC cut | eff. |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| shape | format | pass | subject | ms | host ms | × full (× dense) "
+                  "| MAC cut | eff. |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in sel:
             shape = f"{r['group']} C{r['c']} H{r['h']} B{r['batch']} k{r['k']}"
             if r["status"] != "ok":
                 lines.append(f"| {shape} | {r['memory_format']} | {r['pass']} | "
-                             f"{r['subject']} | {r['status'][:60]} | | | |")  # fmt: skip
+                             f"{r['subject']} | {r['status'][:60]} | | | | |")  # fmt: skip
                 continue
-            sp = r.get("speedup_vs_full")
-            sd = r.get("speedup_vs_dense")
+            sp, sd = r.get("speedup_vs_full"), r.get("speedup_vs_dense")
             cut, eff = r.get("mac_cut"), r.get("efficiency")
+            vs = (f"{sp:.2f}" if sp else "") + (f" ({sd:.2f})" if sd else "")
             lines.append(
                 f"| {shape} | {r['memory_format']} | {r['pass']} | {r['subject']} | "
-                f"{r['median_ms']:.3f} | {sp:.2f} ({sd:.2f}) | "
+                f"{r['median_ms']:.3f} | {r['host_ms']:.3f} | {vs} | "
                 f"{'' if cut is None else f'{cut:.1f}'} | {'' if eff is None else f'{eff:.2f}'} |"
-                if sp and sd else
-                f"| {shape} | {r['memory_format']} | {r['pass']} | {r['subject']} | "
-                f"{r['median_ms']:.3f} | | | |"
-            )  # fmt: skip
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -240,6 +304,7 @@ def main(argv=None) -> int:
     ap.add_argument("--passes", default="fwd,fwdbwd")
     ap.add_argument("--subjects", default=",".join(s[0] for s in SUBJECTS))
     ap.add_argument("--budget", type=float, default=0.1, help="seconds of samples per row")
+    ap.add_argument("--no-graphs", action="store_true", help="no CUDA-graph twins")
     ap.add_argument("--time-limit", type=float, default=None,
                     help="start no new shape/precision after this many seconds")  # fmt: skip
     ap.add_argument("--out", required=True)
@@ -274,7 +339,9 @@ def main(argv=None) -> int:
                 print(f"{group} C{c} H{h} B{b} {prec}", flush=True)
                 with precision(tf32 if args.device == "cuda" else None):
                     for fmt in formats:
-                        for r in measure_shape(shape, fmt, labels, passes, t, print):
+                        for r in measure_shape(
+                            shape, fmt, labels, passes, t, print, graphs=not args.no_graphs
+                        ):
                             r.update(group=group, c=c, h=h, batch=b, k=args.k, precision=prec,
                                      dtype=dtype)  # fmt: skip
                             all_rows.append(r)
