@@ -349,7 +349,8 @@ class GCGConv2dRearranged(_GCParams, GConv2d):
     def _conv(self, x, weights, bias):
         pointwise, depthwise = weights
         groups = self.out_channels * self.g_out
-        tf32 = x.is_cuda and torch.backends.cuda.matmul.allow_tf32
+        # (the flag read as autotune's key reads it; a compiled graph keeps the conv route)
+        tf32 = x.is_cuda and not torch.compiler.is_compiling() and torch._C._get_cublas_allow_tf32()
         if gc_route(x.device.type, x.dtype, self._format, tf32) == "gemm":
             return self._conv_gemm(x, pointwise, depthwise, bias)
         with region("sepgconv.pointwise"):
