@@ -23,12 +23,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import types
 
 import torch
 import triton
 import triton.language as tl
 
-from sepgconv.fused import kernels_bwd, kernels_fwd
+from sepgconv.fused import common, kernels_bwd, kernels_fwd
 from sepgconv.fused._runtime import check_available, interpret_enabled
 from sepgconv.fused.tiling import cdiv, input_plan, next_pow2, plan
 
@@ -37,6 +38,12 @@ from sepgconv.fused.tiling import cdiv, input_plan, next_pow2, plan
 INTERPRETER_META = {"BLOCK_NH": 64, "BLOCK_K": 16, "BLOCK_CG": 16}
 #: how many ways the interpreter splits the weight-gradient reduction
 INTERPRETER_SPLITS = 2
+#: programs of the forward's persistent grid in the interpreter (tests may change it)
+INTERPRETER_PROGRAMS = 3
+#: programs of the forward's persistent grid per SM when compiled: each owns one X̃
+#: staging slot, so the scratch is ``PROGRAMS_PER_SM · SMs`` slots whatever the shape
+#: (on an H200, 132 SMs: 528 slots of at most 32 × 128 fp32 = 16 KB, 8.4 MB, L2-resident)
+PROGRAMS_PER_SM = 4
 _INT32_MAX = 2**31 - 1
 
 
@@ -152,18 +159,47 @@ def _autotune(configs, key):
     return triton.autotune(**kw)
 
 
+def _with_globals(fn, namespace: dict):
+    """``fn`` with ``namespace`` as its globals (same code, source and name)."""
+    out = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    out.__module__, out.__qualname__, out.__doc__ = fn.__module__, fn.__qualname__, fn.__doc__
+    out.__annotations__ = dict(fn.__annotations__)
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def _helpers(interpret: bool) -> dict:
+    """:mod:`sepgconv.fused.common`'s helpers decorated with ``triton.jit`` in one mode,
+    each seeing the others (decorated the same way) in its globals."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    decorate = InterpretedFunction if interpret else JITFunction  # what triton.jit picks
+    namespace = dict(vars(common))
+    for name in common.__all__:
+        namespace[name] = decorate(_with_globals(getattr(common, name), namespace))
+    return {name: namespace[name] for name in common.__all__}
+
+
+def bind(raw, interpret: bool):
+    """A kernel (plain function) whose calls to the :mod:`sepgconv.fused.common` helpers
+    reach the helpers decorated in this mode: a compiled kernel calls only
+    ``@triton.jit`` functions, and the interpreter refuses compiled-mode ones. Decorate
+    the result with ``triton.jit`` (``TRITON_INTERPRET`` as ``interpret`` says)."""
+    return _with_globals(raw, {**raw.__globals__, **_helpers(interpret)})
+
+
 @functools.lru_cache(maxsize=2)
 def _kernel_set(interpret: bool) -> dict:
     """The kernels of one mode. ``triton.jit`` reads ``TRITON_INTERPRET`` when it
     decorates, so the decoration happens here, with the variable as the caller saw it."""
     out = {}
     for name, (raw, configs, key) in _KERNELS.items():
+        fn = bind(raw, interpret)
         if interpret:
-            out[name] = triton.jit(raw)
+            out[name] = triton.jit(fn)
         else:
-            out[name] = _autotune(configs, key)(
-                triton.jit(raw, do_not_specialize=runtime_ints(raw))
-            )
+            out[name] = _autotune(configs, key)(triton.jit(fn, do_not_specialize=runtime_ints(raw)))
     return out
 
 
@@ -256,6 +292,20 @@ def _plan(variant_gc: bool, k, stride, padding, h, w, c_in, g_in):
 # ---------------------------------------------------------------------- #
 # forward
 # ---------------------------------------------------------------------- #
+def forward_programs(interpret: bool, device) -> int:
+    """Programs of the forward's persistent grid (at most; fewer when there are fewer
+    items): a function of the device, never of the shape."""
+    if interpret:
+        return INTERPRETER_PROGRAMS
+    return PROGRAMS_PER_SM * _num_sms(device)
+
+
+def forward_scratch_elements(halo_pix: int, block_nh: int, programs: int) -> int:
+    """The forward's X̃ staging scratch (accumulation dtype): one ``block_nh × halo_pix``
+    slot per program, ``≤ programs · 32 · 128`` elements whatever the batch or map size."""
+    return programs * block_nh * halo_pix
+
+
 def forward(x, wt, kt, bias, *, gc: bool, k: int, stride: int, padding: int, g_in: int):
     """``y [B, NH, H_out, W_out]`` from ``x [B, C_in·G_in, H, W]`` (layouts: kernels_fwd)."""
     check_available(x.device)
@@ -269,19 +319,30 @@ def forward(x, wt, kt, bias, *, gc: bool, k: int, stride: int, padding: int, g_i
     y = torch.empty(b, nh, pl.h_out, pl.w_out, device=x.device, dtype=x.dtype)
     has_bias = bias is not None
     bias = bias.contiguous() if has_bias else wt  # any pointer when there is no bias
+    meta = _meta(interpret, nh, "BLOCK_NH", "BLOCK_K")
+    programs = forward_programs(interpret, x.device)
+    block = meta.get("BLOCK_NH", max(c.kwargs["BLOCK_NH"] for c in _KERNELS["fwd"][1]))
+    items = b * pl.tiles * cdiv(nh, 16)  # the most items any shipped block gives
+    if items > _INT32_MAX:
+        raise ValueError("impl='fused': batch × tiles × channel blocks exceed 2**31")
+    scratch = torch.empty(
+        forward_scratch_elements(pl.halo_pix, block, programs),
+        device=x.device,
+        dtype=torch.float64 if x.dtype == torch.float64 else torch.float32,
+    )
 
     def grid(meta):
-        return (pl.tiles, cdiv(nh, meta["BLOCK_NH"]), b)
+        return (min(programs, b * pl.tiles * cdiv(nh, meta["BLOCK_NH"])),)
 
     kernels["fwd"][grid](
-        x, wt, kt, bias, y,
-        c_in, nh, h, w, pl.h_out, pl.w_out, pl.tiles_w,
+        x, wt, kt, bias, y, scratch,
+        c_in, nh, h, w, pl.h_out, pl.w_out, pl.tiles_w, pl.tiles, b,
         STRIDE=stride, PAD=padding, K=k, G_IN=g_in,
         TH=pl.th, TW=pl.tw, ES=pl.es, HH=pl.hh, HW=pl.hw,
         HALO_PIX=pl.halo_pix, OUT_PIX=pl.out_pix,
         IS_GC=gc, USE_DOT=gc and cg >= 16, HAS_BIAS=has_bias,
         ACC=_acc_dtype(x.dtype), PRECISION=_precision(x.device, x.dtype),
-        **_meta(interpret, nh, "BLOCK_NH", "BLOCK_K"),
+        **meta,
     )  # fmt: skip
     return y
 
