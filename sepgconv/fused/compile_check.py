@@ -114,12 +114,7 @@ def compile_kernel(name, config, constexprs, ptr_type, arch):
 
 #: (kernel label, k) or (kernel label, k, dtype) -> why every shipped configuration
 #: spills there (reported, not failed)
-KNOWN_SPILLS: dict[tuple, str] = {
-    ("gc_dk", 1, "fp16"): "gc dT_h(K), fp16, k = 1, 16 channels and 4 warps: ptxas keeps one "
-    "64-bit value in local memory across the item loop at 40 registers (stack 8 B, 2 STL "
-    "and 1 LDL in the SASS, about one 8-byte round trip per (b, tile) item); the "
-    "32-channel configuration and fp32 are spill-free",
-}
+KNOWN_SPILLS: dict[tuple, str] = {}  # none since the taps are shifted loads (was 10 entries)
 
 
 def labels(name: str) -> list[tuple[str, bool]]:
@@ -147,7 +142,8 @@ def check(kernels, ks, dtypes, *, arch=90, channels=64, size=32, configs=None, o
                     consts = _constexprs(name, gc, k, channels, 4, size, acc)
                     listed = (configs or {}).get(name)
                     narrow = gc and name == "fwd" and dtype in ("fp16", "bf16")
-                    cfgs = launch.shipped(launch._KERNELS[name][1], 1 << 16, k, narrow)
+                    halo_pix = consts.get("HALO_PIX", 0)
+                    cfgs = launch.shipped(launch._KERNELS[name][1], 1 << 16, k, narrow, halo_pix)
                     for config in listed or cfgs:
                         r = compile_one(name, config, consts, ptr_type, arch)
                         flags = (["spills"] if r["local_ops"] > 0 else []) + (

@@ -57,12 +57,20 @@ _INT32_MAX = 2**31 - 1
 NARROW_FROM_K = 5
 
 
-def shipped(configs, nh: int, k: int, narrow: bool = False) -> list:
+#: above this many halo lanes only the narrowest channel block ships: a tile of
+#: ``BLOCK_NH × HALO_PIX`` values per tensor stays ≤ 16 × 256 = 32 × 128 (compile_check,
+#: sm_90: 32 channels on 256-lane halos spilled 56-592 B/thread in the g forward at k = 1
+#: and the g weight gradient at k = 1 and 3; 16 channels none)
+NARROW_ABOVE_HALO = 128
+
+
+def shipped(configs, nh: int, k: int, narrow: bool = False, halo_pix: int = 0) -> list:
     """The configurations the autotuner may try for ``NH = nh`` at kernel size ``k``
-    (``narrow``: the 16-channel block only, as from :data:`NARROW_FROM_K` on)."""
+    (``narrow``: the 16-channel block only, as from :data:`NARROW_FROM_K` on and above
+    :data:`NARROW_ABOVE_HALO` halo lanes)."""
     # a channel block wider than the padded channel count only adds masked lanes
     cap = max(16, next_pow2(nh))
-    if narrow or k >= NARROW_FROM_K:
+    if narrow or k >= NARROW_FROM_K or halo_pix > NARROW_ABOVE_HALO:
         cap = 16
     kept = [c for c in configs if c.kwargs["BLOCK_NH"] <= cap]
     return kept or configs[:1]
@@ -70,10 +78,11 @@ def shipped(configs, nh: int, k: int, narrow: bool = False) -> list:
 
 def _prune_nh(configs, named_args, **kwargs):
     k = kwargs.get("K", named_args.get("K", 0))
+    halo_pix = kwargs.get("HALO_PIX", named_args.get("HALO_PIX", 0))
     # the gc forward in fp16/bf16 spills with 32 channels (40 B/thread at k = 3)
     gc = kwargs.get("IS_GC", named_args.get("IS_GC", False))
     narrow = bool(gc) and named_args["x_ptr"].element_size() == 2
-    return shipped(configs, named_args["NH"], k, narrow)
+    return shipped(configs, named_args["NH"], k, narrow, halo_pix)
 
 
 def _cfg(warps: int, **blocks) -> triton.Config:
@@ -321,7 +330,9 @@ def forward(x, wt, kt, bias, *, gc: bool, k: int, stride: int, padding: int, g_i
     bias = bias.contiguous() if has_bias else wt  # any pointer when there is no bias
     meta = _meta(interpret, nh, "BLOCK_NH", "BLOCK_K")
     programs = forward_programs(interpret, x.device)
-    block = meta.get("BLOCK_NH", max(c.kwargs["BLOCK_NH"] for c in _KERNELS["fwd"][1]))
+    narrow = gc and x.element_size() == 2  # as _prune_nh
+    tried = shipped(_KERNELS["fwd"][1], nh, k, narrow, pl.halo_pix)
+    block = meta.get("BLOCK_NH", max(c.kwargs["BLOCK_NH"] for c in tried))
     items = b * pl.tiles * cdiv(nh, 16)  # the most items any shipped block gives
     if items > _INT32_MAX:
         raise ValueError("impl='fused': batch × tiles × channel blocks exceed 2**31")
