@@ -132,6 +132,8 @@ def test_scratch_is_bounded_by_the_grid_not_the_shape(small_blocks, monkeypatch)
     # compiled: PROGRAMS_PER_SM slots per SM whatever the shape; ≤ 32 × 128 elements each
     monkeypatch.setattr(launch, "_num_sms", lambda device: 132)
     assert launch.forward_programs(False, "cuda") == launch.PROGRAMS_PER_SM * 132
+    monkeypatch.setenv("SEPGCONV_FUSED_PROGRAMS_PER_SM", "8")
+    assert launch.forward_programs(False, "cuda") == 8 * 132
     for halo_pix in (16, 32, 64, 128, 256):  # a slot ≤ 32 × 128 elements at every halo
         tried = launch.shipped(launch._KERNELS["fwd"][1], 1 << 16, 3, False, halo_pix)
         assert max(c.kwargs["BLOCK_NH"] for c in tried) * halo_pix <= 32 * 128

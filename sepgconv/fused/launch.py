@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import types
 
 import torch
@@ -42,7 +43,9 @@ INTERPRETER_SPLITS = 2
 INTERPRETER_PROGRAMS = 3
 #: programs of the forward's persistent grid per SM when compiled: each owns one X̃
 #: staging slot, so the scratch is ``PROGRAMS_PER_SM · SMs`` slots whatever the shape
-#: (on an H200, 132 SMs: 528 slots of at most 32 × 128 fp32 = 16 KB, 8.4 MB, L2-resident)
+#: (on an H200, 132 SMs: 528 slots of at most 32 × 128 fp32 = 16 KB, 8.4 MB, L2-resident).
+#: ``SEPGCONV_FUSED_PROGRAMS_PER_SM`` overrides it (for the GPU run to measure; not yet
+#: measured: fewer programs than fit on an SM leave it idle, more than fit run in waves)
 PROGRAMS_PER_SM = 4
 _INT32_MAX = 2**31 - 1
 
@@ -306,7 +309,8 @@ def forward_programs(interpret: bool, device) -> int:
     items): a function of the device, never of the shape."""
     if interpret:
         return INTERPRETER_PROGRAMS
-    return PROGRAMS_PER_SM * _num_sms(device)
+    per_sm = int(os.environ.get("SEPGCONV_FUSED_PROGRAMS_PER_SM", PROGRAMS_PER_SM))
+    return max(1, per_sm) * _num_sms(device)
 
 
 def forward_scratch_elements(halo_pix: int, block_nh: int, programs: int) -> int:
