@@ -147,8 +147,9 @@ def test_no_gather_left_in_the_kernels():
         assert "tl.gather" not in code, module.__name__
 
 
-def _sass_counts(gc: bool, k: int = 3) -> dict:
-    """Compile the forward (first shipped config, fp32) for sm_90 and count SASS opcodes."""
+def _compiled_forward(gc: bool, k: int = 3):
+    """The forward (first shipped config, fp32) compiled for sm_90: its SASS opcode counts
+    and the order of its barriers, stores and loads in Triton's GPU IR."""
     import os
     import subprocess
     import tempfile
@@ -168,16 +169,21 @@ def _sass_counts(gc: bool, k: int = 3) -> dict:
         sass = subprocess.run([tool, "-sass", f.name], capture_output=True, text=True).stdout
     finally:
         os.unlink(f.name)
-    return {op: len(re.findall(rf"\b{op}\b", sass)) for op in ("BAR", "SHFL", "STL", "LDL")}
+    counts = {op: len(re.findall(rf"\b{op}\b", sass)) for op in ("SHFL", "STL", "LDL")}
+    order = re.findall(r"ttg\.barrier|tt\.store|tt\.load", kernel.asm["ttgir"])
+    return counts, order
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_compiled_forward_has_no_shuffles_and_keeps_its_barriers(variant, monkeypatch):
     """sm_90, no GPU needed: the taps are loads, not warp shuffles (a tl.gather out of a
-    register tile compiles to ~HALO_PIX/32 SHFL per value), and the staging keeps both
-    barriers (the g forward has no other: Triton adds its own only around tl.dot)."""
+    register tile compiles to ~HALO_PIX/32 SHFL per value), nothing spills, and the X̃
+    store is fenced by the two staging barriers (tl.debug_barrier: ``ttg.barrier`` in the
+    GPU IR, before Triton adds its own for shared memory and the work queue's atomic),
+    with the shifted tap loads after it."""
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    counts = _sass_counts(variant == "gc")
-    assert counts["SHFL"] == 0, counts
-    assert counts["STL"] == counts["LDL"] == 0, counts
-    assert counts["BAR"] >= 2, counts  # write-after-read and read-after-write
+    counts, order = _compiled_forward(variant == "gc")
+    assert counts == {"SHFL": 0, "STL": 0, "LDL": 0}, counts
+    assert order.count("ttg.barrier") == 2, order
+    first = order.index("ttg.barrier")
+    assert order[first : first + 4] == ["ttg.barrier", "tt.store", "ttg.barrier", "tt.load"]

@@ -826,19 +826,40 @@ MUTANTS = [
         ("tests/test_fused_taps.py", "-k", "barriers"),
     ),
     Mutant(
-        "fused-tap-shift-transposed",
-        "the forward's shifted tap load swaps the tap's row and column offsets",
+        "fused-stage-overwrites-unread-slot",
+        "the forward writes the next X̃ tile into its slot without waiting for the threads "
+        "still reading the previous one (write after read; invisible to the interpreter)",
         "sepgconv/fused/common.py",
-        "v = tl.load(slot_ptr + row + (tap0 + dy * HW + dx)[None, :])",
-        "v = tl.load(slot_ptr + row + (tap0 + dx * HW + dy)[None, :])",
+        "    tl.debug_barrier()\n    tl.store(slot_ptr + lane, xt)\n",
+        "    tl.store(slot_ptr + lane, xt)\n",
+        ("tests/test_fused_taps.py", "-k", "barriers"),
+    ),
+    Mutant(
+        "fused-tap-shift-transposed",
+        "the g forward's shifted tap load swaps the tap's row and column offsets",
+        "sepgconv/fused/common.py",
+        "for dx in range(0, K):\n"
+        "                v = tl.load(slot_ptr + row + (tap0 + dy * HW + dx)",
+        "for dx in range(0, K):\n"
+        "                v = tl.load(slot_ptr + row + (tap0 + dx * HW + dy)",
         ("tests/test_fused_taps.py", "-k", "partial"),
     ),
     Mutant(
-        "fused-persistent-grid-skips-items",
-        "the forward's persistent programs step past some items (they are never computed)",
+        "fused-tap-shift-mirrored",
+        "the gc forward's shifted tap load walks the tap's columns backwards",
+        "sepgconv/fused/common.py",
+        "for dx in tl.static_range(K):\n"
+        "                v = tl.load(slot_ptr + row + (tap0 + dy * HW + dx)",
+        "for dx in tl.static_range(K):\n"
+        "                v = tl.load(slot_ptr + row + (tap0 + dy * HW + (K - 1 - dx))",
+        ("tests/test_fused_taps.py", "-k", "partial"),
+    ),
+    Mutant(
+        "fused-work-queue-skips-items",
+        "the forward's programs claim two items at a time and compute one (items are lost)",
         "sepgconv/fused/kernels_fwd.py",
-        "for item in range(pid, B * TILES * nh_blocks, programs):",
-        "for item in range(pid, B * TILES * nh_blocks, programs + 1):",
+        "        item = tl.atomic_add(counter_ptr, 1)\n",
+        "        item = tl.atomic_add(counter_ptr, 2)\n",
         ("tests/test_fused_taps.py", "-k", "persistent"),
     ),
     Mutant(

@@ -132,16 +132,27 @@ def stage(slot_ptr, xt, BLOCK_NH: tl.constexpr, HALO_PIX: tl.constexpr):
 
 def tap_sum(acc, slot_ptr, kt_ptr, kt_row, nh, nh_ok, NH, tap0, K: tl.constexpr,
             HW: tl.constexpr, BLOCK_NH: tl.constexpr, HALO_PIX: tl.constexpr,
-            ACC: tl.constexpr):  # fmt: skip
+            ACC: tl.constexpr, UNROLL_DX: tl.constexpr):  # fmt: skip
     """``acc[nh, q] += Σ_t kt[kt_row + t, nh]·X̃[nh, tap0(q) + dy·HW + dx]``: each tap one
     plain shifted load ``[BLOCK_NH, OUT_PIX]`` from the staged slot (L1 hits). Every
-    index is inside the slot: ``tap0(q) + dy·HW + dx < HH·HW ≤ HALO_PIX``."""
+    index is inside the slot: ``tap0(q) + dy·HW + dx < HH·HW ≤ HALO_PIX``.
+
+    The tap rows are a loop (not unrolled: it bounds the loads in flight); the columns
+    are unrolled when ``UNROLL_DX`` (the gc forward: spill-free either way, and constant
+    offsets fold into the loads) and a loop otherwise (the g forward, whose X̃ is formed
+    inside the channel loop: unrolled columns spilled at k = 7 for sm_90)."""
     row = tl.arange(0, BLOCK_NH)[:, None] * HALO_PIX
-    for dy in range(0, K):  # a loop, not unrolled: bounds the loads in flight to one tap row
-        for dx in tl.static_range(K):
-            v = tl.load(slot_ptr + row + (tap0 + dy * HW + dx)[None, :])
-            kv = tl.load(kt_ptr + (kt_row + dy * K + dx) * NH + nh, mask=nh_ok, other=0.0)
-            acc += kv.to(ACC)[:, None] * v
+    for dy in range(0, K):
+        if UNROLL_DX:
+            for dx in tl.static_range(K):
+                v = tl.load(slot_ptr + row + (tap0 + dy * HW + dx)[None, :])
+                kv = tl.load(kt_ptr + (kt_row + dy * K + dx) * NH + nh, mask=nh_ok, other=0.0)
+                acc += kv.to(ACC)[:, None] * v
+        else:
+            for dx in range(0, K):
+                v = tl.load(slot_ptr + row + (tap0 + dy * HW + dx)[None, :])
+                kv = tl.load(kt_ptr + (kt_row + dy * K + dx) * NH + nh, mask=nh_ok, other=0.0)
+                acc += kv.to(ACC)[:, None] * v
     return acc
 
 

@@ -99,7 +99,8 @@ def compile_kernel(name, config, constexprs, ptr_type, arch):
     part_type = "*fp64" if constexprs["ACC"] == tl.float64 else "*fp32"
     sig = {
         n: "constexpr" if n in consts else
-        (part_type if n.endswith(("_part_ptr", "_scratch_ptr")) else ptr_type)
+        (part_type if n.endswith(("_part_ptr", "_scratch_ptr")) else
+         "*i32" if n == "counter_ptr" else ptr_type)
         if n.endswith("_ptr") else "i32"
         for n in names
     }  # fmt: skip

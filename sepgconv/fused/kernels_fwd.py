@@ -48,6 +48,7 @@ def fused_gconv_fwd_kernel(
     bias_ptr,
     y_ptr,
     xt_scratch_ptr,  # [programs, BLOCK_NH, HALO_PIX] accumulation dtype: X̃ staging
+    counter_ptr,  # int32 [1], zero at launch: the next unclaimed item
     C_IN,  # input channels (not counting G_in)
     NH,  # output channels × output group elements
     H,
@@ -76,9 +77,11 @@ def fused_gconv_fwd_kernel(
     BLOCK_NH: tl.constexpr,  # output channels (n, h) per item
     BLOCK_K: tl.constexpr,  # gc: input channels (c, g) per tl.dot step
 ):
-    """A persistent grid: program ``p`` of ``P`` takes the items ``p, p + P, …`` of
-    ``(b, output tile, BLOCK_NH output channels)`` (channel block fastest, so programs
-    running together share the tile's X halo in L2).
+    """A persistent grid with a work queue: each program claims the next item of
+    ``(b, output tile, BLOCK_NH output channels)`` with an atomic add until none is left
+    (items in order, channel block fastest: programs running together share the tile's X
+    halo in L2; programs that start late, in a second wave, find the queue drained
+    instead of holding a fixed share of the items).
 
     Per item, g: for each input channel c, X̃[nh, c] on the halo ``[BLOCK_NH, HALO_PIX]``
     (``G_IN`` FMAs per value), staged once in the program's scratch slot, then ``K²``
@@ -86,14 +89,15 @@ def fused_gconv_fwd_kernel(
     ``T_h(K)[tap]``. gc: X̃ summed over every (c, g) first (tl.dot), staged, taps once.
     """
     pid = tl.program_id(0)
-    programs = tl.num_programs(0)
     slot = xt_scratch_ptr + pid.to(tl.int64) * (BLOCK_NH * HALO_PIX)
     nh_blocks = (NH + BLOCK_NH - 1) // BLOCK_NH
     q, qy, qx, tap0 = tile_lanes(OUT_PIX, TH, TW, ES, HW)
     plane = H.to(tl.int64) * W  # int64: channel × plane products pass 2³¹
     out_plane = H_OUT.to(tl.int64) * W_OUT
     CG = C_IN * G_IN
-    for item in range(pid, B * TILES * nh_blocks, programs):
+    items = B * TILES * nh_blocks
+    item = tl.atomic_add(counter_ptr, 1)  # one atomic per program and item
+    while item < items:
         pid_nh = item % nh_blocks
         tile = (item // nh_blocks) % TILES
         b = (item // (nh_blocks * TILES)).to(tl.int64)
@@ -110,7 +114,7 @@ def fused_gconv_fwd_kernel(
                        BLOCK_NH, BLOCK_K, HALO_PIX, ACC, PRECISION)  # fmt: skip
             stage(slot, xt, BLOCK_NH, HALO_PIX)
             acc = tap_sum(acc, slot, kt_ptr, 0, nh, nh_ok, NH, tap0, K, HW, BLOCK_NH,
-                          HALO_PIX, ACC)  # fmt: skip
+                          HALO_PIX, ACC, True)  # fmt: skip
         else:
             for c in range(0, C_IN):
                 xt = xt_g(x_base, plane, r_off, r_ok, wt_ptr, c, nh, nh_ok, NH, G_IN,
@@ -118,7 +122,7 @@ def fused_gconv_fwd_kernel(
                 stage(slot, xt, BLOCK_NH, HALO_PIX)
                 # Y[nh] += Σ_tap T_h(K[n, c])[tap] · X̃[nh, c, tile pixel + tap]
                 acc = tap_sum(acc, slot, kt_ptr, c * K * K, nh, nh_ok, NH, tap0, K, HW,
-                              BLOCK_NH, HALO_PIX, ACC)  # fmt: skip
+                              BLOCK_NH, HALO_PIX, ACC, False)  # fmt: skip
         if HAS_BIAS:
             acc += tl.load(bias_ptr + nh, mask=nh_ok, other=0.0).to(ACC)[:, None]
         y_off = (b * NH + nh.to(tl.int64))[:, None] * out_plane + y_pix[None, :]
@@ -127,3 +131,4 @@ def fused_gconv_fwd_kernel(
             acc.to(y_ptr.dtype.element_ty),
             mask=nh_ok[:, None] & q_ok[None, :],
         )
+        item = tl.atomic_add(counter_ptr, 1)

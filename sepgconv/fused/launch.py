@@ -162,8 +162,10 @@ def runtime_ints(raw) -> list[str]:
     ]  # fmt: skip
 
 
-def _autotune(configs, key):
+def _autotune(configs, key, reset_to_zero=None):
     kw = dict(configs=configs, key=key, prune_configs_by={"early_config_prune": _prune_nh})
+    if reset_to_zero:  # before each benchmark run and before the tuned launch
+        kw["reset_to_zero"] = reset_to_zero
     if "do_bench" in inspect.signature(triton.autotune).parameters:
         kw["do_bench"] = _autotune_bench  # 5 + 20 ms a configuration, not 25 + 100
     if "cache_results" in inspect.signature(triton.autotune).parameters:
@@ -211,7 +213,10 @@ def _kernel_set(interpret: bool) -> dict:
         if interpret:
             out[name] = triton.jit(fn)
         else:
-            out[name] = _autotune(configs, key)(triton.jit(fn, do_not_specialize=runtime_ints(raw)))
+            reset = ["counter_ptr"] if "counter_ptr" in inspect.signature(raw).parameters else None
+            out[name] = _autotune(configs, key, reset)(
+                triton.jit(fn, do_not_specialize=runtime_ints(raw))
+            )
     return out
 
 
@@ -338,19 +343,20 @@ def forward(x, wt, kt, bias, *, gc: bool, k: int, stride: int, padding: int, g_i
     tried = shipped(_KERNELS["fwd"][1], nh, k, narrow, pl.halo_pix)
     block = meta.get("BLOCK_NH", max(c.kwargs["BLOCK_NH"] for c in tried))
     items = b * pl.tiles * cdiv(nh, 16)  # the most items any shipped block gives
-    if items > _INT32_MAX:
+    if items + programs > _INT32_MAX:  # the queue's head counts past the last item
         raise ValueError("impl='fused': batch × tiles × channel blocks exceed 2**31")
     scratch = torch.empty(
         forward_scratch_elements(pl.halo_pix, block, programs),
         device=x.device,
         dtype=torch.float64 if x.dtype == torch.float64 else torch.float32,
     )
+    counter = torch.zeros(1, device=x.device, dtype=torch.int32)  # the work queue's head
 
     def grid(meta):
         return (min(programs, b * pl.tiles * cdiv(nh, meta["BLOCK_NH"])),)
 
     kernels["fwd"][grid](
-        x, wt, kt, bias, y, scratch,
+        x, wt, kt, bias, y, scratch, counter,
         c_in, nh, h, w, pl.h_out, pl.w_out, pl.tiles_w, pl.tiles, b,
         STRIDE=stride, PAD=padding, K=k, G_IN=g_in,
         TH=pl.th, TW=pl.tw, ES=pl.es, HH=pl.hh, HW=pl.hw,
