@@ -170,7 +170,9 @@ def _compiled_forward(gc: bool, k: int = 3):
     finally:
         os.unlink(f.name)
     counts = {op: len(re.findall(rf"\b{op}\b", sass)) for op in ("SHFL", "STL", "LDL")}
-    order = re.findall(r"ttg\.barrier|tt\.store|tt\.load", kernel.asm["ttgir"])
+    # tl.debug_barrier is ttg.barrier in Triton 3.9's GPU IR (gpu.barrier in older ones)
+    ir = re.sub(r"\bgpu\.barrier\b", "ttg.barrier", kernel.asm["ttgir"])
+    order = re.findall(r"ttg\.barrier|tt\.store|tt\.load", ir)
     return counts, order
 
 
