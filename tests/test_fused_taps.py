@@ -75,16 +75,16 @@ EDGE_CASES = [
     (1, 2, 0, 9, 13),
     (3, 1, 1, 13, 10),
     (3, 2, 1, 11, 19),
-    (5, 1, 2, 10, 13),
-    (5, 2, 2, 11, 15),
+    pytest.param(5, 1, 2, 10, 13, marks=pytest.mark.slow),  # 3-7 s each
+    pytest.param(5, 2, 2, 11, 15, marks=pytest.mark.slow),
     (3, 1, 0, 15, 12),  # 'valid' padding
 ]
 
 
-@pytest.mark.parametrize("case", EDGE_CASES, ids=lambda c: "k{}-s{}-p{}-{}x{}".format(*c))
+@pytest.mark.parametrize(("k", "stride", "padding", "h", "w"), EDGE_CASES,
+                         ids=lambda v: str(v))  # fmt: skip
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_partial_tiles_odd_maps_and_strides(variant, case, small_blocks):
-    k, stride, padding, h, w = case
+def test_partial_tiles_odd_maps_and_strides(variant, k, stride, padding, h, w, small_blocks):
     fused, naive = _pair(variant, k, stride, padding)
     shape = fused.layer_shape(h, w, 2)
     pl = tiling.plan_for(shape, variant)
@@ -94,6 +94,7 @@ def test_partial_tiles_odd_maps_and_strides(variant, case, small_blocks):
     _same_forward_and_gradients(fused, naive, _input(fused, 2, h, w))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_lifting_layer_k5_stride2(variant, small_blocks):
     fused, naive = _pair(variant, 5, 2, 2, c_in=3, c_out=3, group="p4m", lifting=True)
