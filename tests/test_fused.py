@@ -290,12 +290,12 @@ def test_multi_block_grids_and_split_reductions(monkeypatch, variant, interprete
     monkeypatch.setattr(launch, "INTERPRETER_META", {"BLOCK_NH": 16, "BLOCK_K": 16, "BLOCK_CG": 16})
     monkeypatch.setattr(launch, "INTERPRETER_SPLITS", 3)
     fused, naive = _pair(variant, "p4m", False, 3, padding=1, c_in=3, c_out=3)
-    shape = fused.layer_shape(9, 9)
+    shape = fused.layer_shape(15, 15)
     assert tiling.plan_for(shape, variant).tiles > 1
     # NH = C_out·G_out and C_in·G_in span two 16-wide blocks each
     assert fused.out_channels * fused.g_out > launch.INTERPRETER_META["BLOCK_NH"]
     assert fused.in_channels * fused.g_in > launch.INTERPRETER_META["BLOCK_CG"]
-    x = random_input(fused, batch=2, size=9)
+    x = random_input(fused, batch=2, size=15)
     _assert_same_forward_and_gradients(fused, naive, x, TOL64)
 
 

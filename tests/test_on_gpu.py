@@ -125,6 +125,27 @@ def test_fused_tf32_dot_path_has_its_own_tolerance():
     assert tf32 > exact  # the TF32 path really ran (it rounds the dot's inputs)
 
 
+@pytest.mark.parametrize("programs", [1, 5, None], ids=["1", "5", "default"])
+@pytest.mark.parametrize("vi", FUSED, ids=impl_id)
+def test_fused_staged_taps_on_many_tiles_and_few_programs(vi, programs, monkeypatch):
+    """Compiled, the forward's persistent programs loop over many items and reuse their
+    X̃ scratch slot (the barriers around the staging keep the slot's reads and writes
+    apart): partial tiles, stride 2, k = 3 and 5, against naive in exact float32."""
+    from sepgconv.fused import launch
+
+    if programs is not None:
+        monkeypatch.setattr(launch, "forward_programs", lambda interpret, device: programs)
+    for k, stride, size in ((3, 1, 37), (5, 2, 29)):
+        layer = GConv2d(5, 6, k, group="p4", variant=vi[0], impl="fused", stride=stride,
+                        padding=k // 2, device="cuda")  # fmt: skip
+        randomize_(layer)
+        naive = GConv2d(**(layer.config() | {"impl": "naive"}), device="cuda")
+        naive.load_state_dict(layer.state_dict())
+        x = random_input(layer, batch=3, size=size, dtype=torch.float32).cuda()
+        with torch.no_grad():
+            assert _rel(layer(x), naive(x)) < REL32, (k, stride, programs)
+
+
 @pytest.mark.parametrize("vi", FUSED, ids=impl_id)
 def test_fused_bfloat16_against_float32_on_the_same_rounded_values(vi):
     # fp32 accumulation, one rounding to bf16 at the store: half a bf16 ulp (2⁻⁸) of the

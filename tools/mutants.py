@@ -804,8 +804,8 @@ MUTANTS = [
         "compile-gate-ignores-spills",
         "compile_check's gate does not flag local memory (spills)",
         "sepgconv/fused/compile_check.py",
-        'flags = (["spills"] if r["stack_bytes"] > 0 else [])',
-        'flags = (["spills"] if r["stack_bytes"] > 1 << 30 else [])',
+        'flags = (["spills"] if r["local_ops"] > 0 else [])',
+        'flags = (["spills"] if r["local_ops"] > 1 << 30 else [])',
         ("tests/test_compile_gate.py", "-k", "spilling"),
     ),
     Mutant(
@@ -815,6 +815,60 @@ MUTANTS = [
         "return tl.float64 if dtype == torch.float64 else tl.float32",
         "return {torch.float64: tl.float64, torch.float16: tl.float16}.get(dtype, tl.float32)",
         ("tests/test_fused.py", "-k", "float16"),
+    ),
+    Mutant(
+        "fused-stage-no-barrier",
+        "the forward reads the staged X̃ tile back without a barrier after writing it "
+        "(a race on a GPU; the interpreter runs a program's lanes in lockstep and cannot see it)",
+        "sepgconv/fused/common.py",
+        "    tl.store(slot_ptr + lane, xt)\n    tl.debug_barrier()\n",
+        "    tl.store(slot_ptr + lane, xt)\n",
+        ("tests/test_fused_taps.py", "-k", "barriers"),
+    ),
+    Mutant(
+        "fused-stage-overwrites-unread-slot",
+        "the forward writes the next X̃ tile into its slot without waiting for the threads "
+        "still reading the previous one (write after read; invisible to the interpreter)",
+        "sepgconv/fused/common.py",
+        "    tl.debug_barrier()\n    tl.store(slot_ptr + lane, xt)\n",
+        "    tl.store(slot_ptr + lane, xt)\n",
+        ("tests/test_fused_taps.py", "-k", "barriers"),
+    ),
+    Mutant(
+        "fused-tap-shift-transposed",
+        "the g forward's shifted tap load swaps the tap's row and column offsets",
+        "sepgconv/fused/common.py",
+        "for dx in range(0, K):\n"
+        "                v = tl.load(slot_ptr + row + (tap0 + dy * HW + dx)",
+        "for dx in range(0, K):\n"
+        "                v = tl.load(slot_ptr + row + (tap0 + dx * HW + dy)",
+        ("tests/test_fused_taps.py", "-k", "partial"),
+    ),
+    Mutant(
+        "fused-tap-shift-mirrored",
+        "the gc forward's shifted tap load walks the tap's columns backwards",
+        "sepgconv/fused/common.py",
+        "for dx in tl.static_range(K):\n"
+        "                v = tl.load(slot_ptr + row + (tap0 + dy * HW + dx)",
+        "for dx in tl.static_range(K):\n"
+        "                v = tl.load(slot_ptr + row + (tap0 + dy * HW + (K - 1 - dx))",
+        ("tests/test_fused_taps.py", "-k", "partial"),
+    ),
+    Mutant(
+        "fused-work-queue-skips-items",
+        "the forward's programs claim two items at a time and compute one (items are lost)",
+        "sepgconv/fused/kernels_fwd.py",
+        "        item = tl.atomic_add(counter_ptr, 1)\n",
+        "        item = tl.atomic_add(counter_ptr, 2)\n",
+        ("tests/test_fused_taps.py", "-k", "persistent"),
+    ),
+    Mutant(
+        "fused-wgrad-taps-outside-the-tile",
+        "the weight gradients pair a halo pixel with output pixels of the neighbouring tiles",
+        "sepgconv/fused/common.py",
+        "ok = ok & (oy >= OY0) & (oy < OY1) & (ox >= OX0) & (ox < OX1)",
+        "ok = ok & (oy >= 0) & (oy < OY1) & (ox >= 0) & (ox < OX1)",
+        ("tests/test_fused_taps.py", "-k", "partial"),
     ),
     Mutant(
         "fused-int32-plane",

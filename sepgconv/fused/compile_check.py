@@ -5,15 +5,16 @@
 For representative layer shapes it compiles each kernel with each of its
 autotune configurations through ``triton.compile`` for ``sm_<arch>`` (Triton
 ships its own ptxas; no driver is needed) and prints the resources of the
-cubin: registers and stack (local memory: spills) per thread, shared memory
-per program. A configuration whose shared memory exceeds the device's limit
-cannot launch (the autotuner skips it); heavy stack use means spills. This is
-the GPU-readiness check available on a CPU-only machine; it says nothing
-about speed.
+cubin: registers and stack per thread, the local-memory instructions of its SASS
+(``STL``/``LDL``: spills), shared memory per program. A configuration whose shared
+memory exceeds the device's limit cannot launch (the autotuner skips it); local
+loads and stores mean spills (a stack frame nothing reads or writes, e.g. a dead
+2-byte alloca LLVM left, is printed but is no spill). This is the GPU-readiness
+check available on a CPU-only machine; it says nothing about speed.
 
 It is a gate: the exit status is 1 when any *shipped* configuration (the
-``launch._KERNELS`` autotune lists) spills registers (local memory > 0) or
-exceeds shared memory at a checked shape, unless that (kernel, k) is listed in
+``launch._KERNELS`` autotune lists) spills registers (local loads or stores in its
+SASS) or exceeds shared memory at a checked shape, unless that (kernel, k) is listed in
 :data:`KNOWN_SPILLS` with its reason (an exception is explicit, never silent;
 its rows print ``KNOWN``). Defaults: k = 1, 3, 5, 7 (the sweep profiles' kernel
 sizes), fp32 and fp16, C = 64, 32×32. Each configuration is one compile
@@ -74,54 +75,47 @@ def _resources(kernel) -> dict:
         f.write(kernel.asm["cubin"])
     try:
         out = subprocess.run([tool, "-res-usage", f.name], capture_output=True, text=True).stdout
+        sass = subprocess.run([tool, "-sass", f.name], capture_output=True, text=True).stdout
+        # local-memory traffic: what a spill costs (a stack frame nothing reads or writes,
+        # e.g. a dead 2-byte LLVM alloca, is reported but is no spill)
+        local_ops = len(re.findall(r"\b(?:STL|LDL)\b", sass))
     finally:
         os.unlink(f.name)
     found = dict(re.findall(r"(REG|STACK):(\d+)", out))
     return {"regs": int(found.get("REG", -1)), "stack_bytes": int(found.get("STACK", -1)),
-            "smem_bytes": kernel.metadata.shared}  # fmt: skip
+            "local_ops": local_ops, "smem_bytes": kernel.metadata.shared}  # fmt: skip
 
 
 def compile_one(name, config, constexprs, ptr_type, arch):
+    """Compile kernel ``name`` with ``config`` for ``sm_<arch>``; its resources."""
+    return _resources(compile_kernel(name, config, constexprs, ptr_type, arch))
+
+
+def compile_kernel(name, config, constexprs, ptr_type, arch):
+    """The compiled kernel (``.asm["ptx"]``, ``.asm["cubin"]``, ``.metadata``)."""
     raw = launch._KERNELS[name][0]
     names = list(inspect.signature(raw).parameters)
     consts = dict(constexprs, **config.kwargs)
     part_type = "*fp64" if constexprs["ACC"] == tl.float64 else "*fp32"
     sig = {
         n: "constexpr" if n in consts else
-        (part_type if n.endswith("_part_ptr") else ptr_type) if n.endswith("_ptr") else "i32"
+        (part_type if n.endswith(("_part_ptr", "_scratch_ptr")) else
+         "*i32" if n == "counter_ptr" else ptr_type)
+        if n.endswith("_ptr") else "i32"
         for n in names
     }  # fmt: skip
     src = ASTSource(
-        triton.jit(raw), sig, constexprs={(names.index(k),): v for k, v in consts.items()}
+        triton.jit(launch.bind(raw, interpret=False)),
+        sig,
+        constexprs={(names.index(k),): v for k, v in consts.items()},
     )
     options = {"num_warps": config.num_warps, "num_stages": config.num_stages}
-    return _resources(triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options))
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
 
 
 #: (kernel label, k) or (kernel label, k, dtype) -> why every shipped configuration
 #: spills there (reported, not failed)
-KNOWN_SPILLS: dict[tuple, str] = {
-    ("fwd[gc]", 5, "fp16"): "gc forward, fp16: 24 B/thread with 16 channels and 4 warps "
-    "(8 warps: none, but not verified at the other k yet)",
-    ("fwd[gc]", 7, "fp16"): "gc forward, fp16: 584 B/thread with 16 channels and 4 warps "
-    "(8 warps: 64 B)",
-    ("fwd", 7): "g forward: a 128-lane X̃ halo tile and 49 tl.gather taps per input channel "
-    "exceed 255 registers (fp32 328 B/thread local memory, fp16 32 B); "
-    "needs a gather-free tap loop",
-    ("g_dx", 7): "g dX: 49 shifted dY tiles per input channel feed G_in reductions "
-    "(fp32 168 B/thread, fp16 2,272 B)",
-    ("gc_dx", 7): "gc dX: D from 49 shifted dY loads feeds the tl.dot "
-    "(fp32 296 B/thread, fp16 680 B)",
-    ("g_wgrad", 7): "g weight gradient: two gathers per tap over 49 taps, ~16 KB/thread of "
-    "local memory; the taps must be split over programs before this kernel is usable at k = 7",
-    ("gc_dk", 5): "gc dT_h(K): 8-24 B/thread in every block tried (16 or 32 channels, "
-    "BLOCK_K 16 or 32, 4 or 8 warps); small, but a spill",
-    ("gc_dw", 5): "gc dw̃: 25 shifted dY loads kept live for the tl.dot "
-    "(fp32 632-648 B/thread, fp16 8 B)",
-    ("gc_dk", 7): "gc dT_h(K): X̃ replay plus 49 gather reductions (fp32 448 B/thread, fp16 376 B)",
-    ("gc_dw", 7): "gc dw̃: 49 shifted dY loads kept live for the tl.dot "
-    "(fp32 ~10 KB/thread, fp16 ~200 B)",
-}
+KNOWN_SPILLS: dict[tuple, str] = {}  # none since the taps are shifted loads (was 10 entries)
 
 
 def labels(name: str) -> list[tuple[str, bool]]:
@@ -134,7 +128,8 @@ def labels(name: str) -> list[tuple[str, bool]]:
 def check(kernels, ks, dtypes, *, arch=90, channels=64, size=32, configs=None, out=print):
     """Compile each (dtype, k, kernel, shipped config); return the rows with their verdicts.
 
-    A row: ``dict(dtype, k, kernel, config, regs, stack_bytes, smem_bytes, flags, known)``;
+    A row: ``dict(dtype, k, kernel, config, regs, stack_bytes, local_ops, smem_bytes, flags,
+    known)``;
     ``flags`` lists ``"spills"`` / ``"smem"``; ``known`` is the KNOWN_SPILLS reason or None.
     ``configs`` (name -> list of triton.Config) replaces the shipped lists (tests).
     """
@@ -148,10 +143,11 @@ def check(kernels, ks, dtypes, *, arch=90, channels=64, size=32, configs=None, o
                     consts = _constexprs(name, gc, k, channels, 4, size, acc)
                     listed = (configs or {}).get(name)
                     narrow = gc and name == "fwd" and dtype in ("fp16", "bf16")
-                    cfgs = launch.shipped(launch._KERNELS[name][1], 1 << 16, k, narrow)
+                    halo_pix = consts.get("HALO_PIX", 0)
+                    cfgs = launch.shipped(launch._KERNELS[name][1], 1 << 16, k, narrow, halo_pix)
                     for config in listed or cfgs:
                         r = compile_one(name, config, consts, ptr_type, arch)
-                        flags = (["spills"] if r["stack_bytes"] > 0 else []) + (
+                        flags = (["spills"] if r["local_ops"] > 0 else []) + (
                             ["smem"] if r["smem_bytes"] > limit else []
                         )
                         known = KNOWN_SPILLS.get((label, k, dtype), KNOWN_SPILLS.get((label, k)))
@@ -162,6 +158,7 @@ def check(kernels, ks, dtypes, *, arch=90, channels=64, size=32, configs=None, o
                         verdict = ("  KNOWN: " + known) if known else ""
                         verdict = verdict or ("  FAIL: " + "+".join(flags) if flags else "")
                         res = f"regs={r['regs']:3d} stack={r['stack_bytes']:5d}"
+                        res += f" local_ops={r['local_ops']:4d}"
                         res += f" smem={r['smem_bytes']:6d}"
                         out(f"{dtype} k={k} {label:8s} {row['config']:28s} {res}{verdict}")
     return rows

@@ -14,10 +14,16 @@ that input pixel ``i`` feeds through tap ``t = (dy, dx)``
   input tile, ``D`` comes from ``K²`` shifted, masked loads of dY (L1/L2 hits),
   then the contraction over nh (g: ``G_in`` reductions per c; gc: ``tl.dot``).
 * dw̃ and dT_h(K) of g (``fused_g_wgrad_kernel``): replays the forward tile by
-  tile: X̃ on the halo (as the forward), ``dK`` by ``K²`` gathers out of X̃, and
-  ``D`` on the halo by ``K²`` gathers out of the dY tile, contracted with X.
-* gc: ``fused_gc_dk_kernel`` replays X̃ (tl.dot over all (c, g)) for dT_h(K);
-  ``fused_gc_dw_kernel`` is direct (``D`` from shifted loads, tl.dot with X).
+  tile: X̃ on the halo (as the forward); per tap one shifted, masked load of dY over
+  the halo (the output pixel of this tile each halo pixel feeds through the tap)
+  serves both ``dK`` (a reduction against X̃) and ``D`` on the halo, which is then
+  contracted with X. No gather, no scratch.
+* gc: ``fused_gc_dk_kernel`` replays X̃ (tl.dot over all (c, g)) and reduces it
+  against the same shifted dY loads for dT_h(K); ``fused_gc_dw_kernel`` is direct
+  (``D`` from shifted loads, tl.dot with X).
+
+The halo and tile indexing, the X̃ replay and the shifted dY loads are the helpers of
+:mod:`sepgconv.fused.common`.
 
 The weight gradients reduce over the batch and all pixels. Programs are split
 ``S`` ways over the ``(b, tile)`` items; each writes its own partial sums
@@ -28,6 +34,9 @@ no atomics, and safe to re-run (the autotuner does).
 from __future__ import annotations
 
 import triton.language as tl
+
+# helpers: plain functions here, decorated per mode and bound by ``launch.bind``
+from sepgconv.fused.common import d_sum, dy_tap, halo_offsets, input_tile, xt_g, xt_gc
 
 #: the combine function ``tl.sum`` reduces with. The kernels call ``tl.reduce``
 #: with it rather than ``tl.sum``/``tl.zeros``: those two are ``@triton.jit``
@@ -64,32 +73,16 @@ def fused_g_dx_kernel(
     pid_tile = tl.program_id(0)
     c = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    p = tl.arange(0, TIH * TIW)  # input tile lanes, row-major
-    iy = (pid_tile // TILES_W) * TIH + p // TIW
-    ix = (pid_tile % TILES_W) * TIW + p % TIW
-    p_ok = (iy < H) & (ix < W)
+    iy, ix, p_ok = input_tile(pid_tile, TILES_W, H, W, TIH, TIW)
     gi = tl.arange(0, G_PAD)
     out_plane = H_OUT.to(tl.int64) * W_OUT
-    dy_base = dy_ptr + b * NH * out_plane
     acc = tl.full((G_PAD, TIH * TIW), 0.0, ACC)  # dX[c, g, tile]
     for nh0 in range(0, NH, BLOCK_NH):
         nh = nh0 + tl.arange(0, BLOCK_NH)
         nh_ok = nh < NH
-        d = tl.full((BLOCK_NH, TIH * TIW), 0.0, ACC)  # D_c[nh, tile]
-        for t in tl.static_range(K * K):
-            sy = iy + PAD - t // K  # = STRIDE·oy when input pixel i feeds output oy via tap t
-            sx = ix + PAD - t % K
-            ok = p_ok & (sy >= 0) & (sx >= 0) & (sy % STRIDE == 0) & (sx % STRIDE == 0)
-            oy = sy // STRIDE
-            ox = sx // STRIDE
-            ok = ok & (oy < H_OUT) & (ox < W_OUT)
-            v = tl.load(
-                dy_base + nh.to(tl.int64)[:, None] * out_plane + (oy * W_OUT + ox)[None, :],
-                mask=nh_ok[:, None] & ok[None, :],
-                other=0.0,
-            ).to(ACC)
-            kv = tl.load(kt_ptr + (c * K * K + t) * NH + nh, mask=nh_ok, other=0.0).to(ACC)
-            d += kv[:, None] * v
+        d = d_sum(dy_ptr, b * NH + nh.to(tl.int64), out_plane, nh_ok, iy, ix, p_ok, kt_ptr,
+                  c * K * K, nh, NH, H_OUT, W_OUT, K, STRIDE, PAD, BLOCK_NH, TIH * TIW,
+                  ACC)  # fmt: skip
         for g in tl.static_range(G_IN):
             wv = tl.load(wt_ptr + (c * G_IN + g) * NH + nh, mask=nh_ok, other=0.0).to(ACC)
             s = tl.reduce(wv[:, None] * d, 0, _SUM)  # [TIH·TIW]
@@ -128,33 +121,17 @@ def fused_gc_dx_kernel(
     pid_tile = tl.program_id(0)
     pid_j = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    p = tl.arange(0, TIH * TIW)
-    iy = (pid_tile // TILES_W) * TIH + p // TIW
-    ix = (pid_tile % TILES_W) * TIW + p % TIW
-    p_ok = (iy < H) & (ix < W)
+    iy, ix, p_ok = input_tile(pid_tile, TILES_W, H, W, TIH, TIW)
     j = pid_j * BLOCK_CG + tl.arange(0, BLOCK_CG)
     j_ok = j < CG
     out_plane = H_OUT.to(tl.int64) * W_OUT
-    dy_base = dy_ptr + b * NH * out_plane
     acc = tl.full((BLOCK_CG, TIH * TIW), 0.0, ACC)
     for nh0 in range(0, NH, BLOCK_NH):
         nh = nh0 + tl.arange(0, BLOCK_NH)
         nh_ok = nh < NH
-        d = tl.full((BLOCK_NH, TIH * TIW), 0.0, ACC)  # D[nh, tile]
-        for t in tl.static_range(K * K):
-            sy = iy + PAD - t // K
-            sx = ix + PAD - t % K
-            ok = p_ok & (sy >= 0) & (sx >= 0) & (sy % STRIDE == 0) & (sx % STRIDE == 0)
-            oy = sy // STRIDE
-            ox = sx // STRIDE
-            ok = ok & (oy < H_OUT) & (ox < W_OUT)
-            v = tl.load(
-                dy_base + nh.to(tl.int64)[:, None] * out_plane + (oy * W_OUT + ox)[None, :],
-                mask=nh_ok[:, None] & ok[None, :],
-                other=0.0,
-            ).to(ACC)
-            kv = tl.load(kt_ptr + t * NH + nh, mask=nh_ok, other=0.0).to(ACC)
-            d += kv[:, None] * v
+        d = d_sum(dy_ptr, b * NH + nh.to(tl.int64), out_plane, nh_ok, iy, ix, p_ok, kt_ptr,
+                  0, nh, NH, H_OUT, W_OUT, K, STRIDE, PAD, BLOCK_NH, TIH * TIW,
+                  ACC)  # fmt: skip
         wv = tl.load(
             wt_ptr + j[:, None] * NH + nh[None, :],
             mask=j_ok[:, None] & nh_ok[None, :],
@@ -208,17 +185,6 @@ def fused_g_wgrad_kernel(
     split = tl.program_id(2)
     nh = pid_nh * BLOCK_NH + tl.arange(0, BLOCK_NH)
     nh_ok = nh < NH
-    # halo lanes (index conventions as in the forward kernel)
-    r = tl.arange(0, HALO_PIX)
-    ry = r // HW
-    rx = r % HW
-    r_in = r < HH * HW
-    # tile lanes
-    q = tl.arange(0, OUT_PIX)
-    qc = tl.minimum(q, TH * TW - 1)
-    qy = qc // TW
-    qx = qc % TW
-    tap0 = (qy * ES) * HW + qx * ES
     tcol = tl.arange(0, KK_PAD)
     gcol = tl.arange(0, G_PAD)
     plane = H.to(tl.int64) * W  # int64: channel × plane products pass 2³¹
@@ -230,43 +196,32 @@ def fused_g_wgrad_kernel(
         tile = item % TILES
         ty = tile // TILES_W
         tx = tile % TILES_W
-        iy = ty * (TH * STRIDE) - PAD + (ry // ES) * STRIDE + ry % ES
-        ix = tx * (TW * STRIDE) - PAD + (rx // ES) * STRIDE + rx % ES
-        r_ok = r_in & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        r_off = iy * W + ix
-        oy = ty * TH + qy
-        ox = tx * TW + qx
-        q_ok = (q < TH * TW) & (oy < H_OUT) & (ox < W_OUT)
-        x_base = x_ptr + (b * C_IN + c) * G_IN * plane
-        # replay X̃[nh, c] on the halo
-        xt = tl.full((BLOCK_NH, HALO_PIX), 0.0, ACC)
-        for g in tl.static_range(G_IN):
-            xv = tl.load(x_base + g * plane + r_off, mask=r_ok, other=0.0).to(ACC)
-            wv = tl.load(wt_ptr + (c * G_IN + g) * NH + nh, mask=nh_ok, other=0.0).to(ACC)
-            xt += wv[:, None] * xv[None, :]
-        dyt = tl.load(
-            dy_ptr + (b * NH + nh.to(tl.int64))[:, None] * out_plane + (oy * W_OUT + ox)[None, :],
-            mask=nh_ok[:, None] & q_ok[None, :],
-            other=0.0,
-        ).to(ACC)  # [BLOCK_NH, OUT_PIX], zero off the image
+        iy, ix, r_off, r_ok = halo_offsets(ty, tx, H, W, STRIDE, PAD, TH, TW, ES, HH, HW,
+                                           HALO_PIX)  # fmt: skip
+        x_img = x_ptr + b * C_IN * G_IN * plane
+        xt = xt_g(x_img, plane, r_off, r_ok, wt_ptr, c, nh, nh_ok, NH, G_IN, BLOCK_NH,
+                  HALO_PIX, ACC)  # fmt: skip
+        dy_row = b * NH + nh.to(tl.int64)
+        oy0 = ty * TH
+        ox0 = tx * TW
+        oy1 = tl.minimum(oy0 + TH, H_OUT)
+        ox1 = tl.minimum(ox0 + TW, W_OUT)
         dxt = tl.full((BLOCK_NH, HALO_PIX), 0.0, ACC)  # D_c on the halo, from this tile
-        for t in tl.static_range(K * K):
-            # dT_h(K)[c, t, nh] += Σ_q dY[nh, q] · X̃[nh, tap0(q) + t]
-            idx = tl.broadcast_to((tap0 + (t // K) * HW + t % K)[None, :], (BLOCK_NH, OUT_PIX))
-            s = tl.reduce(dyt * tl.gather(xt, idx, axis=1), 1, _SUM)
+        for t in range(0, K * K):  # a loop, not unrolled: one tap's loads in flight
+            # v[nh, r] = dY[nh, o] for the output pixel o of this tile that halo pixel r
+            # feeds through tap t (zero where none): one shifted load serves both sums
+            v = dy_tap(dy_ptr, dy_row, out_plane, W_OUT, nh_ok, iy, ix, r_ok, t // K, t % K,
+                       oy0, oy1, ox0, ox1, STRIDE, PAD, ACC)  # fmt: skip
+            # dT_h(K)[c, t, nh] += Σ_o dY[nh, o] · X̃[nh, c, s·o + t − p]
+            s = tl.reduce(xt * v, 1, _SUM)
             dk_acc = tl.where(tcol[None, :] == t, dk_acc + s[:, None], dk_acc)
-            # D_c[nh, r] += T_h(K)[c, t, nh] · dY[nh, q] for the q with qy·ES + dy = ry (ditto x)
-            a = ry - t // K
-            e = rx - t % K
-            ok = r_in & (a >= 0) & (e >= 0) & (a % ES == 0) & (e % ES == 0)
-            ok = ok & (a // ES < TH) & (e // ES < TW)
-            qi = tl.where(ok, (a // ES) * TW + e // ES, 0)
-            v = tl.gather(dyt, tl.broadcast_to(qi[None, :], (BLOCK_NH, HALO_PIX)), axis=1)
+            # D_c[nh, r] += T_h(K)[c, t, nh] · dY[nh, o(r, t)]
             kv = tl.load(kt_ptr + (c * K * K + t) * NH + nh, mask=nh_ok, other=0.0).to(ACC)
-            dxt += tl.where(ok[None, :], kv[:, None] * v, 0.0)
+            dxt += kv[:, None] * v
         for g in tl.static_range(G_IN):
             # dw̃[c·G_IN + g, nh] += Σ_r X[c, g, r] · D_c[nh, r]
-            xv = tl.load(x_base + g * plane + r_off, mask=r_ok, other=0.0).to(ACC)
+            j = c * G_IN + g
+            xv = tl.load(x_img + j.to(tl.int64) * plane + r_off, mask=r_ok, other=0.0).to(ACC)
             s = tl.reduce(dxt * xv[None, :], 1, _SUM)
             dw_acc = tl.where(gcol[None, :] == g, dw_acc + s[:, None], dw_acc)
     # partial sums of this split: dk_part[split, c, t, nh], dw_part[split, c·G_IN + g, nh]
@@ -308,20 +263,12 @@ def fused_gc_dk_kernel(
     BLOCK_NH: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    """gc ``dT_h(K)``: one program per (``BLOCK_NH`` channels, split); replays X̃."""
+    """gc ``dT_h(K)``: one program per (``BLOCK_NH`` channels, split); replays X̃ and
+    reduces it against shifted dY loads over the halo."""
     pid_nh = tl.program_id(0)
     split = tl.program_id(1)
     nh = pid_nh * BLOCK_NH + tl.arange(0, BLOCK_NH)
     nh_ok = nh < NH
-    r = tl.arange(0, HALO_PIX)
-    ry = r // HW
-    rx = r % HW
-    r_in = r < HH * HW
-    q = tl.arange(0, OUT_PIX)
-    qc = tl.minimum(q, TH * TW - 1)
-    qy = qc // TW
-    qx = qc % TW
-    tap0 = (qy * ES) * HW + qx * ES
     tcol = tl.arange(0, KK_PAD)
     plane = H.to(tl.int64) * W  # int64: channel × plane products pass 2³¹
     out_plane = H_OUT.to(tl.int64) * W_OUT
@@ -331,43 +278,19 @@ def fused_gc_dk_kernel(
         tile = item % TILES
         ty = tile // TILES_W
         tx = tile % TILES_W
-        iy = ty * (TH * STRIDE) - PAD + (ry // ES) * STRIDE + ry % ES
-        ix = tx * (TW * STRIDE) - PAD + (rx // ES) * STRIDE + rx % ES
-        r_ok = r_in & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        r_off = iy * W + ix
-        oy = ty * TH + qy
-        ox = tx * TW + qx
-        q_ok = (q < TH * TW) & (oy < H_OUT) & (ox < W_OUT)
-        x_base = x_ptr + b * CG * plane
-        xt = tl.full((BLOCK_NH, HALO_PIX), 0.0, ACC)  # X̃[nh] on the halo
-        if USE_DOT:
-            for j0 in range(0, CG, BLOCK_K):
-                j = j0 + tl.arange(0, BLOCK_K)
-                j_ok = j < CG
-                xv = tl.load(
-                    x_base + j.to(tl.int64)[:, None] * plane + r_off[None, :],
-                    mask=j_ok[:, None] & r_ok[None, :],
-                    other=0.0,
-                ).to(ACC)
-                wv = tl.load(
-                    wt_ptr + j[None, :] * NH + nh[:, None],
-                    mask=j_ok[None, :] & nh_ok[:, None],
-                    other=0.0,
-                ).to(ACC)
-                xt = tl.dot(wv, xv, acc=xt, input_precision=PRECISION, out_dtype=ACC)
-        else:
-            for j in range(0, CG):
-                xv = tl.load(x_base + j * plane + r_off, mask=r_ok, other=0.0).to(ACC)
-                wv = tl.load(wt_ptr + j * NH + nh, mask=nh_ok, other=0.0).to(ACC)
-                xt += wv[:, None] * xv[None, :]
-        dyt = tl.load(
-            dy_ptr + (b * NH + nh.to(tl.int64))[:, None] * out_plane + (oy * W_OUT + ox)[None, :],
-            mask=nh_ok[:, None] & q_ok[None, :],
-            other=0.0,
-        ).to(ACC)
-        for t in tl.static_range(K * K):
-            idx = tl.broadcast_to((tap0 + (t // K) * HW + t % K)[None, :], (BLOCK_NH, OUT_PIX))
-            s = tl.reduce(dyt * tl.gather(xt, idx, axis=1), 1, _SUM)
+        iy, ix, r_off, r_ok = halo_offsets(ty, tx, H, W, STRIDE, PAD, TH, TW, ES, HH, HW,
+                                           HALO_PIX)  # fmt: skip
+        xt = xt_gc(x_ptr + b * CG * plane, plane, r_off, r_ok, wt_ptr, CG, nh, nh_ok, NH,
+                   USE_DOT, BLOCK_NH, BLOCK_K, HALO_PIX, ACC, PRECISION)  # fmt: skip
+        dy_row = b * NH + nh.to(tl.int64)
+        oy0 = ty * TH
+        ox0 = tx * TW
+        oy1 = tl.minimum(oy0 + TH, H_OUT)
+        ox1 = tl.minimum(ox0 + TW, W_OUT)
+        for t in range(0, K * K):  # a loop, not unrolled: one tap's loads in flight
+            v = dy_tap(dy_ptr, dy_row, out_plane, W_OUT, nh_ok, iy, ix, r_ok, t // K, t % K,
+                       oy0, oy1, ox0, ox1, STRIDE, PAD, ACC)  # fmt: skip
+            s = tl.reduce(xt * v, 1, _SUM)
             dk_acc = tl.where(tcol[None, :] == t, dk_acc + s[:, None], dk_acc)
     dk_off = (split * (K * K) + tcol)[None, :].to(tl.int64) * NH + nh[:, None]
     tl.store(dk_part_ptr + dk_off, dk_acc, mask=nh_ok[:, None] & (tcol < K * K)[None, :])
@@ -407,34 +330,15 @@ def fused_gc_dw_kernel(
     nh_ok = nh < NH
     j = pid_j * BLOCK_CG + tl.arange(0, BLOCK_CG)
     j_ok = j < CG
-    p = tl.arange(0, TIH * TIW)
-    kvs_base = kt_ptr + nh
     plane = H.to(tl.int64) * W  # int64: channel × plane products pass 2³¹
     out_plane = H_OUT.to(tl.int64) * W_OUT
     acc = tl.full((BLOCK_NH, BLOCK_CG), 0.0, ACC)  # dw̃[j, nh], transposed
     for item in range(split, B * TILES, SPLITS):
         b = (item // TILES).to(tl.int64)
-        tile = item % TILES
-        iy = (tile // TILES_W) * TIH + p // TIW
-        ix = (tile % TILES_W) * TIW + p % TIW
-        p_ok = (iy < H) & (ix < W)
-        d = tl.full((BLOCK_NH, TIH * TIW), 0.0, ACC)  # D[nh, tile]
-        for t in tl.static_range(K * K):
-            sy = iy + PAD - t // K
-            sx = ix + PAD - t % K
-            ok = p_ok & (sy >= 0) & (sx >= 0) & (sy % STRIDE == 0) & (sx % STRIDE == 0)
-            oy = sy // STRIDE
-            ox = sx // STRIDE
-            ok = ok & (oy < H_OUT) & (ox < W_OUT)
-            v = tl.load(
-                dy_ptr
-                + (b * NH + nh.to(tl.int64))[:, None] * out_plane
-                + (oy * W_OUT + ox)[None, :],
-                mask=nh_ok[:, None] & ok[None, :],
-                other=0.0,
-            ).to(ACC)
-            kv = tl.load(kvs_base + t * NH, mask=nh_ok, other=0.0).to(ACC)
-            d += kv[:, None] * v
+        iy, ix, p_ok = input_tile(item % TILES, TILES_W, H, W, TIH, TIW)
+        d = d_sum(dy_ptr, b * NH + nh.to(tl.int64), out_plane, nh_ok, iy, ix, p_ok, kt_ptr,
+                  0, nh, NH, H_OUT, W_OUT, K, STRIDE, PAD, BLOCK_NH, TIH * TIW,
+                  ACC)  # fmt: skip
         xv = tl.load(
             x_ptr + (b * CG + j.to(tl.int64))[None, :] * plane + (iy * W + ix)[:, None],
             mask=j_ok[None, :] & p_ok[:, None],

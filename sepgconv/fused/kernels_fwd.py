@@ -1,5 +1,6 @@
-"""The fused forward kernel (Triton), shared by g and gc; also the X̃ replay used by
-the weight-gradient kernels. Imported only when a fused layer runs.
+"""The fused forward kernel (Triton), shared by g and gc. Imported only when a fused
+layer runs. The indexing, the X̃ replay and the tap loop it shares with the backward
+kernels live in :mod:`sepgconv.fused.common`.
 
 The functions here are plain Python: :mod:`sepgconv.fused.launch` decorates
 them with ``triton.jit`` (compiled) or runs them in Triton's interpreter,
@@ -14,6 +15,8 @@ output channel order of the layer; ``CG = C_in·G_in``, ``j = c·G_in + g``):
   gc: ``[k², NH]``                   ``T_h(K[n])``
 * ``bias`` ``[NH]`` (optional)
 * ``y``  ``[B, NH, H_out, W_out]``
+* ``xt_scratch`` ``[programs, BLOCK_NH, HALO_PIX]`` (accumulation dtype): one X̃ halo
+  slot per program of the persistent grid (``launch.forward_scratch_elements``)
 
 Halo and tile index conventions: see :mod:`sepgconv.fused.tiling`.
 
@@ -26,6 +29,17 @@ from __future__ import annotations
 
 import triton.language as tl
 
+# helpers: plain functions here, decorated per mode and bound by ``launch.bind``
+from sepgconv.fused.common import (
+    halo_offsets,
+    stage,
+    tap_sum,
+    tile_lanes,
+    tile_offsets,
+    xt_g,
+    xt_gc,
+)
+
 
 def fused_gconv_fwd_kernel(
     x_ptr,
@@ -33,6 +47,8 @@ def fused_gconv_fwd_kernel(
     kt_ptr,
     bias_ptr,
     y_ptr,
+    xt_scratch_ptr,  # [programs, BLOCK_NH, HALO_PIX] accumulation dtype: X̃ staging
+    counter_ptr,  # int32 [1], zero at launch: the next unclaimed item
     C_IN,  # input channels (not counting G_in)
     NH,  # output channels × output group elements
     H,
@@ -40,6 +56,8 @@ def fused_gconv_fwd_kernel(
     H_OUT,
     W_OUT,
     TILES_W,  # output tiles per tile row
+    TILES,  # output tiles per image
+    B,
     STRIDE: tl.constexpr,
     PAD: tl.constexpr,
     K: tl.constexpr,
@@ -56,98 +74,61 @@ def fused_gconv_fwd_kernel(
     HAS_BIAS: tl.constexpr,
     ACC: tl.constexpr,  # accumulation dtype: fp32 (fp16/bf16/fp32) or fp64
     PRECISION: tl.constexpr,  # tl.dot input precision for fp32: "ieee" or "tf32"
-    BLOCK_NH: tl.constexpr,  # output channels (n, h) per program
+    BLOCK_NH: tl.constexpr,  # output channels (n, h) per item
     BLOCK_K: tl.constexpr,  # gc: input channels (c, g) per tl.dot step
 ):
-    """One program: batch ``b``, output tile ``(ty, tx)``, ``BLOCK_NH`` output channels.
+    """A persistent grid with a work queue: each program claims the next item of
+    ``(b, output tile, BLOCK_NH output channels)`` with an atomic add until none is left
+    (items in order, channel block fastest: programs running together share the tile's X
+    halo in L2; programs that start late, in a second wave, find the queue drained
+    instead of holding a fixed share of the items).
 
-    Per input channel c: X̃[nh, c] on the halo ``[BLOCK_NH, HALO_PIX]`` in
-    registers (``G_IN`` FMAs per value), then ``K²`` taps, each a ``tl.gather``
-    of the tile's pixels out of the X̃ tile (on-chip: warp shuffles or shared
-    memory) times ``T_h(K)[tap]``. gc sums X̃ over every (c, g) first, then taps once.
+    Per item, g: for each input channel c, X̃[nh, c] on the halo ``[BLOCK_NH, HALO_PIX]``
+    (``G_IN`` FMAs per value), staged once in the program's scratch slot, then ``K²``
+    taps, each a plain shifted load of ``[BLOCK_NH, OUT_PIX]`` from the slot times
+    ``T_h(K)[tap]``. gc: X̃ summed over every (c, g) first (tl.dot), staged, taps once.
     """
-    pid_tile = tl.program_id(0)
-    pid_nh = tl.program_id(1)
-    b = tl.program_id(2).to(tl.int64)
-    ty = pid_tile // TILES_W
-    tx = pid_tile % TILES_W
-
-    nh = pid_nh * BLOCK_NH + tl.arange(0, BLOCK_NH)  # [BLOCK_NH] output channels
-    nh_ok = nh < NH
-
-    # halo lanes r -> (ry, rx) -> input pixel (iy, ix); in-plane offsets fit int32
-    # (the launcher checks H·W < 2³¹), channel × plane products are int64
-    r = tl.arange(0, HALO_PIX)
-    ry = r // HW
-    rx = r % HW
-    iy = ty * (TH * STRIDE) - PAD + (ry // ES) * STRIDE + ry % ES
-    ix = tx * (TW * STRIDE) - PAD + (rx // ES) * STRIDE + rx % ES
-    r_ok = (r < HH * HW) & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-    r_off = iy * W + ix
-
-    # tile lanes q -> (qy, qx); lanes past TH·TW are clamped (valid gather index) and masked
-    q = tl.arange(0, OUT_PIX)
-    qc = tl.minimum(q, TH * TW - 1)
-    qy = qc // TW
-    qx = qc % TW
-    oy = ty * TH + qy
-    ox = tx * TW + qx
-    q_ok = (q < TH * TW) & (oy < H_OUT) & (ox < W_OUT)
-    tap0 = (qy * ES) * HW + qx * ES  # halo lane of tap (0, 0) for each output lane
-
+    pid = tl.program_id(0)
+    slot = xt_scratch_ptr + pid.to(tl.int64) * (BLOCK_NH * HALO_PIX)
+    nh_blocks = (NH + BLOCK_NH - 1) // BLOCK_NH
+    q, qy, qx, tap0 = tile_lanes(OUT_PIX, TH, TW, ES, HW)
     plane = H.to(tl.int64) * W  # int64: channel × plane products pass 2³¹
-    x_base = x_ptr + b * C_IN * G_IN * plane  # int64: b is int64
-    CG = C_IN * G_IN
-    acc = tl.full((BLOCK_NH, OUT_PIX), 0.0, ACC)
-
-    if IS_GC:
-        # X̃[nh, r] = Σ_j w̃[j, nh] · X[j, r] over all j = (c, g)
-        xt = tl.full((BLOCK_NH, HALO_PIX), 0.0, ACC)
-        if USE_DOT:
-            for j0 in range(0, CG, BLOCK_K):
-                j = j0 + tl.arange(0, BLOCK_K)
-                j_ok = j < CG
-                xv = tl.load(
-                    x_base + j.to(tl.int64)[:, None] * plane + r_off[None, :],
-                    mask=j_ok[:, None] & r_ok[None, :],
-                    other=0.0,
-                ).to(ACC)  # [BLOCK_K, HALO_PIX]
-                wv = tl.load(
-                    wt_ptr + j[None, :] * NH + nh[:, None],
-                    mask=j_ok[None, :] & nh_ok[:, None],
-                    other=0.0,
-                ).to(ACC)  # [BLOCK_NH, BLOCK_K]
-                xt = tl.dot(wv, xv, acc=xt, input_precision=PRECISION, out_dtype=ACC)
-        else:
-            for j in range(0, CG):
-                xv = tl.load(x_base + j * plane + r_off, mask=r_ok, other=0.0).to(ACC)
-                wv = tl.load(wt_ptr + j * NH + nh, mask=nh_ok, other=0.0).to(ACC)
-                xt += wv[:, None] * xv[None, :]
-        for t in tl.static_range(K * K):
-            idx = tl.broadcast_to((tap0 + (t // K) * HW + t % K)[None, :], (BLOCK_NH, OUT_PIX))
-            kv = tl.load(kt_ptr + t * NH + nh, mask=nh_ok, other=0.0).to(ACC)
-            acc += kv[:, None] * tl.gather(xt, idx, axis=1)
-    else:
-        for c in range(0, C_IN):
-            # X̃[nh, c, r] = Σ_g w̃[c·G_IN + g, nh] · X[c·G_IN + g, r]
-            xt = tl.full((BLOCK_NH, HALO_PIX), 0.0, ACC)
-            for g in tl.static_range(G_IN):
-                j = c * G_IN + g
-                xv = tl.load(x_base + j.to(tl.int64) * plane + r_off, mask=r_ok, other=0.0)
-                wv = tl.load(wt_ptr + j * NH + nh, mask=nh_ok, other=0.0)
-                xt += wv.to(ACC)[:, None] * xv.to(ACC)[None, :]
-            # Y[nh] += Σ_tap T_h(K[n, c])[tap] · X̃[nh, c, tile pixel + tap]
-            for t in tl.static_range(K * K):
-                idx = tl.broadcast_to((tap0 + (t // K) * HW + t % K)[None, :], (BLOCK_NH, OUT_PIX))
-                kv = tl.load(kt_ptr + (c * K * K + t) * NH + nh, mask=nh_ok, other=0.0).to(ACC)
-                acc += kv[:, None] * tl.gather(xt, idx, axis=1)
-
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + nh, mask=nh_ok, other=0.0).to(ACC)[:, None]
     out_plane = H_OUT.to(tl.int64) * W_OUT
-    y_off = (b * NH + nh.to(tl.int64))[:, None] * out_plane + (oy * W_OUT + ox)[None, :]
-    tl.store(
-        y_ptr + y_off,
-        acc.to(y_ptr.dtype.element_ty),
-        mask=nh_ok[:, None] & q_ok[None, :],
-    )
+    CG = C_IN * G_IN
+    items = B * TILES * nh_blocks
+    item = tl.atomic_add(counter_ptr, 1)  # one atomic per program and item
+    while item < items:
+        pid_nh = item % nh_blocks
+        tile = (item // nh_blocks) % TILES
+        b = (item // (nh_blocks * TILES)).to(tl.int64)
+        ty = tile // TILES_W
+        tx = tile % TILES_W
+        nh = pid_nh * BLOCK_NH + tl.arange(0, BLOCK_NH)  # [BLOCK_NH] output channels
+        nh_ok = nh < NH
+        _, _, r_off, r_ok = halo_offsets(ty, tx, H, W, STRIDE, PAD, TH, TW, ES, HH, HW, HALO_PIX)
+        y_pix, q_ok = tile_offsets(ty, tx, q, qy, qx, H_OUT, W_OUT, TH, TW)
+        x_base = x_ptr + b * CG * plane  # int64: b is int64
+        acc = tl.full((BLOCK_NH, OUT_PIX), 0.0, ACC)
+        if IS_GC:
+            xt = xt_gc(x_base, plane, r_off, r_ok, wt_ptr, CG, nh, nh_ok, NH, USE_DOT,
+                       BLOCK_NH, BLOCK_K, HALO_PIX, ACC, PRECISION)  # fmt: skip
+            stage(slot, xt, BLOCK_NH, HALO_PIX)
+            acc = tap_sum(acc, slot, kt_ptr, 0, nh, nh_ok, NH, tap0, K, HW, BLOCK_NH,
+                          HALO_PIX, ACC, True)  # fmt: skip
+        else:
+            for c in range(0, C_IN):
+                xt = xt_g(x_base, plane, r_off, r_ok, wt_ptr, c, nh, nh_ok, NH, G_IN,
+                          BLOCK_NH, HALO_PIX, ACC)  # fmt: skip
+                stage(slot, xt, BLOCK_NH, HALO_PIX)
+                # Y[nh] += Σ_tap T_h(K[n, c])[tap] · X̃[nh, c, tile pixel + tap]
+                acc = tap_sum(acc, slot, kt_ptr, c * K * K, nh, nh_ok, NH, tap0, K, HW,
+                              BLOCK_NH, HALO_PIX, ACC, False)  # fmt: skip
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + nh, mask=nh_ok, other=0.0).to(ACC)[:, None]
+        y_off = (b * NH + nh.to(tl.int64))[:, None] * out_plane + y_pix[None, :]
+        tl.store(
+            y_ptr + y_off,
+            acc.to(y_ptr.dtype.element_ty),
+            mask=nh_ok[:, None] & q_ok[None, :],
+        )
+        item = tl.atomic_add(counter_ptr, 1)

@@ -23,12 +23,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
+import types
 
 import torch
 import triton
 import triton.language as tl
 
-from sepgconv.fused import kernels_bwd, kernels_fwd
+from sepgconv.fused import common, kernels_bwd, kernels_fwd
 from sepgconv.fused._runtime import check_available, interpret_enabled
 from sepgconv.fused.tiling import cdiv, input_plan, next_pow2, plan
 
@@ -37,6 +39,14 @@ from sepgconv.fused.tiling import cdiv, input_plan, next_pow2, plan
 INTERPRETER_META = {"BLOCK_NH": 64, "BLOCK_K": 16, "BLOCK_CG": 16}
 #: how many ways the interpreter splits the weight-gradient reduction
 INTERPRETER_SPLITS = 2
+#: programs of the forward's persistent grid in the interpreter (tests may change it)
+INTERPRETER_PROGRAMS = 3
+#: programs of the forward's persistent grid per SM when compiled: each owns one X̃
+#: staging slot, so the scratch is ``PROGRAMS_PER_SM · SMs`` slots whatever the shape
+#: (on an H200, 132 SMs: 528 slots of at most 32 × 128 fp32 = 16 KB, 8.4 MB, L2-resident).
+#: ``SEPGCONV_FUSED_PROGRAMS_PER_SM`` overrides it (for the GPU run to measure; not yet
+#: measured: fewer programs than fit on an SM leave it idle, more than fit run in waves)
+PROGRAMS_PER_SM = 4
 _INT32_MAX = 2**31 - 1
 
 
@@ -50,12 +60,20 @@ _INT32_MAX = 2**31 - 1
 NARROW_FROM_K = 5
 
 
-def shipped(configs, nh: int, k: int, narrow: bool = False) -> list:
+#: above this many halo lanes only the narrowest channel block ships: a tile of
+#: ``BLOCK_NH × HALO_PIX`` values per tensor stays ≤ 16 × 256 = 32 × 128 (compile_check,
+#: sm_90: 32 channels on 256-lane halos spilled 56-592 B/thread in the g forward at k = 1
+#: and the g weight gradient at k = 1 and 3; 16 channels none)
+NARROW_ABOVE_HALO = 128
+
+
+def shipped(configs, nh: int, k: int, narrow: bool = False, halo_pix: int = 0) -> list:
     """The configurations the autotuner may try for ``NH = nh`` at kernel size ``k``
-    (``narrow``: the 16-channel block only, as from :data:`NARROW_FROM_K` on)."""
+    (``narrow``: the 16-channel block only, as from :data:`NARROW_FROM_K` on and above
+    :data:`NARROW_ABOVE_HALO` halo lanes)."""
     # a channel block wider than the padded channel count only adds masked lanes
     cap = max(16, next_pow2(nh))
-    if narrow or k >= NARROW_FROM_K:
+    if narrow or k >= NARROW_FROM_K or halo_pix > NARROW_ABOVE_HALO:
         cap = 16
     kept = [c for c in configs if c.kwargs["BLOCK_NH"] <= cap]
     return kept or configs[:1]
@@ -63,10 +81,11 @@ def shipped(configs, nh: int, k: int, narrow: bool = False) -> list:
 
 def _prune_nh(configs, named_args, **kwargs):
     k = kwargs.get("K", named_args.get("K", 0))
+    halo_pix = kwargs.get("HALO_PIX", named_args.get("HALO_PIX", 0))
     # the gc forward in fp16/bf16 spills with 32 channels (40 B/thread at k = 3)
     gc = kwargs.get("IS_GC", named_args.get("IS_GC", False))
     narrow = bool(gc) and named_args["x_ptr"].element_size() == 2
-    return shipped(configs, named_args["NH"], k, narrow)
+    return shipped(configs, named_args["NH"], k, narrow, halo_pix)
 
 
 def _cfg(warps: int, **blocks) -> triton.Config:
@@ -143,13 +162,45 @@ def runtime_ints(raw) -> list[str]:
     ]  # fmt: skip
 
 
-def _autotune(configs, key):
+def _autotune(configs, key, reset_to_zero=None):
     kw = dict(configs=configs, key=key, prune_configs_by={"early_config_prune": _prune_nh})
+    if reset_to_zero:  # before each benchmark run and before the tuned launch
+        kw["reset_to_zero"] = reset_to_zero
     if "do_bench" in inspect.signature(triton.autotune).parameters:
         kw["do_bench"] = _autotune_bench  # 5 + 20 ms a configuration, not 25 + 100
     if "cache_results" in inspect.signature(triton.autotune).parameters:
         kw["cache_results"] = True  # the tuned choice persists in Triton's cache dir
     return triton.autotune(**kw)
+
+
+def _with_globals(fn, namespace: dict):
+    """``fn`` with ``namespace`` as its globals (same code, source and name)."""
+    out = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    out.__module__, out.__qualname__, out.__doc__ = fn.__module__, fn.__qualname__, fn.__doc__
+    out.__annotations__ = dict(fn.__annotations__)
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def _helpers(interpret: bool) -> dict:
+    """:mod:`sepgconv.fused.common`'s helpers decorated with ``triton.jit`` in one mode,
+    each seeing the others (decorated the same way) in its globals."""
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    decorate = InterpretedFunction if interpret else JITFunction  # what triton.jit picks
+    namespace = dict(vars(common))
+    for name in common.__all__:
+        namespace[name] = decorate(_with_globals(getattr(common, name), namespace))
+    return {name: namespace[name] for name in common.__all__}
+
+
+def bind(raw, interpret: bool):
+    """A kernel (plain function) whose calls to the :mod:`sepgconv.fused.common` helpers
+    reach the helpers decorated in this mode: a compiled kernel calls only
+    ``@triton.jit`` functions, and the interpreter refuses compiled-mode ones. Decorate
+    the result with ``triton.jit`` (``TRITON_INTERPRET`` as ``interpret`` says)."""
+    return _with_globals(raw, {**raw.__globals__, **_helpers(interpret)})
 
 
 @functools.lru_cache(maxsize=2)
@@ -158,11 +209,13 @@ def _kernel_set(interpret: bool) -> dict:
     decorates, so the decoration happens here, with the variable as the caller saw it."""
     out = {}
     for name, (raw, configs, key) in _KERNELS.items():
+        fn = bind(raw, interpret)
         if interpret:
-            out[name] = triton.jit(raw)
+            out[name] = triton.jit(fn)
         else:
-            out[name] = _autotune(configs, key)(
-                triton.jit(raw, do_not_specialize=runtime_ints(raw))
+            reset = ["counter_ptr"] if "counter_ptr" in inspect.signature(raw).parameters else None
+            out[name] = _autotune(configs, key, reset)(
+                triton.jit(fn, do_not_specialize=runtime_ints(raw))
             )
     return out
 
@@ -256,6 +309,21 @@ def _plan(variant_gc: bool, k, stride, padding, h, w, c_in, g_in):
 # ---------------------------------------------------------------------- #
 # forward
 # ---------------------------------------------------------------------- #
+def forward_programs(interpret: bool, device) -> int:
+    """Programs of the forward's persistent grid (at most; fewer when there are fewer
+    items): a function of the device, never of the shape."""
+    if interpret:
+        return INTERPRETER_PROGRAMS
+    per_sm = int(os.environ.get("SEPGCONV_FUSED_PROGRAMS_PER_SM", PROGRAMS_PER_SM))
+    return max(1, per_sm) * _num_sms(device)
+
+
+def forward_scratch_elements(halo_pix: int, block_nh: int, programs: int) -> int:
+    """The forward's X̃ staging scratch (accumulation dtype): one ``block_nh × halo_pix``
+    slot per program, ``≤ programs · 32 · 128`` elements whatever the batch or map size."""
+    return programs * block_nh * halo_pix
+
+
 def forward(x, wt, kt, bias, *, gc: bool, k: int, stride: int, padding: int, g_in: int):
     """``y [B, NH, H_out, W_out]`` from ``x [B, C_in·G_in, H, W]`` (layouts: kernels_fwd)."""
     check_available(x.device)
@@ -269,19 +337,33 @@ def forward(x, wt, kt, bias, *, gc: bool, k: int, stride: int, padding: int, g_i
     y = torch.empty(b, nh, pl.h_out, pl.w_out, device=x.device, dtype=x.dtype)
     has_bias = bias is not None
     bias = bias.contiguous() if has_bias else wt  # any pointer when there is no bias
+    meta = _meta(interpret, nh, "BLOCK_NH", "BLOCK_K")
+    programs = forward_programs(interpret, x.device)
+    narrow = gc and x.element_size() == 2  # as _prune_nh
+    tried = shipped(_KERNELS["fwd"][1], nh, k, narrow, pl.halo_pix)
+    block = meta.get("BLOCK_NH", max(c.kwargs["BLOCK_NH"] for c in tried))
+    items = b * pl.tiles * cdiv(nh, 16)  # the most items any shipped block gives
+    if items + programs > _INT32_MAX:  # the queue's head counts past the last item
+        raise ValueError("impl='fused': batch × tiles × channel blocks exceed 2**31")
+    scratch = torch.empty(
+        forward_scratch_elements(pl.halo_pix, block, programs),
+        device=x.device,
+        dtype=torch.float64 if x.dtype == torch.float64 else torch.float32,
+    )
+    counter = torch.zeros(1, device=x.device, dtype=torch.int32)  # the work queue's head
 
     def grid(meta):
-        return (pl.tiles, cdiv(nh, meta["BLOCK_NH"]), b)
+        return (min(programs, b * pl.tiles * cdiv(nh, meta["BLOCK_NH"])),)
 
     kernels["fwd"][grid](
-        x, wt, kt, bias, y,
-        c_in, nh, h, w, pl.h_out, pl.w_out, pl.tiles_w,
+        x, wt, kt, bias, y, scratch, counter,
+        c_in, nh, h, w, pl.h_out, pl.w_out, pl.tiles_w, pl.tiles, b,
         STRIDE=stride, PAD=padding, K=k, G_IN=g_in,
         TH=pl.th, TW=pl.tw, ES=pl.es, HH=pl.hh, HW=pl.hw,
         HALO_PIX=pl.halo_pix, OUT_PIX=pl.out_pix,
         IS_GC=gc, USE_DOT=gc and cg >= 16, HAS_BIAS=has_bias,
         ACC=_acc_dtype(x.dtype), PRECISION=_precision(x.device, x.dtype),
-        **_meta(interpret, nh, "BLOCK_NH", "BLOCK_K"),
+        **meta,
     )  # fmt: skip
     return y
 

@@ -31,11 +31,11 @@ import functools
 from sepgconv.counting import LayerShape
 
 #: largest flattened halo (lanes) a forward tile may use: bounds the registers of
-#: the X̃ tile (``BLOCK_NH × HALO_PIX`` values) and of the accumulator. Compiled for
-#: sm_90, a ``tl.gather`` out of a 256-lane tile spills registers (at k = 7 ptxas
-#: moves the whole tile to local memory); 128 lanes compile with little or no spilling
-#: (``python -m sepgconv.fused.compile_check``).
-MAX_HALO_PIX = 128
+#: the X̃ tile (``BLOCK_NH × HALO_PIX`` values) and the forward's scratch slot
+#: (``BLOCK_NH × HALO_PIX`` per program). With the taps as shifted loads of the staged
+#: tile (no ``tl.gather``: a gather out of a 256-lane register tile spilled) 256 lanes
+#: compile without spills for sm_90 (``python -m sepgconv.fused.compile_check``).
+MAX_HALO_PIX = 256
 #: largest output tile side considered
 MAX_TILE_SIDE = 32
 #: lanes of an input tile of the direct backward kernels
@@ -113,13 +113,13 @@ def plan(
     Picks the tile that minimises a per-image cost, preferring larger tiles on
     ties. ``pointwise_per_pixel`` is ``G_in`` for g and ``C_in·G_in`` for gc::
 
-        cost = tiles · (pointwise_per_pixel · HALO_PIX + k² · OUT_PIX · (1 + HALO_PIX / 32))
+        cost = tiles · ((pointwise_per_pixel + 1) · HALO_PIX + 2 · k² · OUT_PIX)
 
-    the pointwise lanes on the halo, the tap FMA lanes on the tile, and the data
-    movement of the tap gathers: compiled for sm_90, ``tl.gather`` out of a
-    ``[BLOCK_NH, HALO_PIX]`` tile becomes warp shuffles, about ``HALO_PIX / 32``
-    per gathered value (and register spills past 128 lanes). A model from the
-    instruction counts of the compiled kernels, not from timings.
+    the pointwise lanes on the halo plus the one store that stages each X̃ value,
+    and per tap and tile lane one shifted load and one FMA. A model of the
+    instruction mix of the compiled forward, not of timings (nothing here has been
+    timed on a GPU); it favours the largest tiles the halo cap allows, which
+    minimises the halo recompute.
     """
     h_out = (h_in + 2 * padding - k) // stride + 1
     w_out = (w_in + 2 * padding - k) // stride + 1
@@ -137,7 +137,7 @@ def plan(
                 break
             out = max(16, next_pow2(th * tw))
             tiles = cdiv(h_out, th) * cdiv(w_out, tw)
-            cost = tiles * (pointwise_per_pixel * halo + k * k * out * (1 + halo / 32))
+            cost = tiles * ((pointwise_per_pixel + 1) * halo + 2 * k * k * out)
             key = (cost, -th * tw, -tw)
             if best is None or key < best[0]:
                 best = (key, th, tw, hh, hw, halo, out)
