@@ -59,6 +59,8 @@ def _constexprs(name, gc, k, c_in, g_in, size, acc):
     if name == "fwd":
         return dict(common, G_IN=g_in, IS_GC=gc, USE_DOT=gc and c_in * g_in >= 16,
                     HAS_BIAS=True, PRECISION=prec, **halo)  # fmt: skip
+    if name == "g_dot":
+        return dict(common, G_IN=g_in, HAS_BIAS=True, PRECISION=prec, UPCAST=False)
     if name == "g_dx":
         return dict(common, G_IN=g_in, G_PAD=next_pow2(g_in), TIH=tih, TIW=tiw)
     if name == "gc_dx" or name == "gc_dw":

@@ -30,13 +30,13 @@ import torch
 import triton
 import triton.language as tl
 
-from sepgconv.fused import common, kernels_bwd, kernels_fwd
+from sepgconv.fused import common, kernels_bwd, kernels_dot, kernels_fwd
 from sepgconv.fused._runtime import check_available, interpret_enabled
 from sepgconv.fused.tiling import cdiv, input_plan, next_pow2, plan
 
 #: the one configuration the interpreter runs (tests may monkeypatch smaller
 #: blocks to exercise the multi-block loops)
-INTERPRETER_META = {"BLOCK_NH": 64, "BLOCK_K": 16, "BLOCK_CG": 16}
+INTERPRETER_META = {"BLOCK_NH": 64, "BLOCK_K": 16, "BLOCK_CG": 16, "BLOCK_P": 32, "BLOCK_J": 16}
 #: how many ways the interpreter splits the weight-gradient reduction
 INTERPRETER_SPLITS = 2
 #: programs of the forward's persistent grid in the interpreter (tests may change it)
@@ -73,6 +73,8 @@ def shipped(configs, nh: int, k: int, narrow: bool = False, halo_pix: int = 0) -
     :data:`NARROW_ABOVE_HALO` halo lanes)."""
     # a channel block wider than the padded channel count only adds masked lanes
     cap = max(16, next_pow2(nh))
+    if "BLOCK_P" in configs[0].kwargs:  # the tl.dot g forward: no halo, taps a loop
+        return [c for c in configs if c.kwargs["BLOCK_NH"] <= max(32, cap)] or configs[:1]
     if narrow or k >= NARROW_FROM_K or halo_pix > NARROW_ABOVE_HALO:
         cap = 16
     kept = [c for c in configs if c.kwargs["BLOCK_NH"] <= cap]
@@ -109,6 +111,16 @@ _KERNELS = {
         kernels_fwd.fused_gconv_fwd_kernel,
         [_cfg(4, BLOCK_NH=16, BLOCK_K=32), _cfg(8, BLOCK_NH=32, BLOCK_K=32)],
         ["C_IN", "G_IN", "IS_GC", *_SHAPE],
+    ),
+    "g_dot": (
+        kernels_dot.fused_g_dot_fwd_kernel,
+        # not yet timed on a GPU; spill-free for sm_90 at k = 1-7 in fp32, fp16 and bf16
+        # (32 × 64 pixels with 4 warps spilled 8 B/thread in fp16 at k = 5)
+        [
+            _cfg(4, BLOCK_NH=32, BLOCK_P=128, BLOCK_J=16),
+            _cfg(8, BLOCK_NH=64, BLOCK_P=128, BLOCK_J=32),
+        ],
+        ["C_IN", "G_IN", *_SHAPE],
     ),
     "g_dx": (
         kernels_bwd.fused_g_dx_kernel,
@@ -324,13 +336,75 @@ def forward_scratch_elements(halo_pix: int, block_nh: int, programs: int) -> int
     return programs * block_nh * halo_pix
 
 
+#: ``SEPGCONV_FUSED_G_FORWARD``: ``"dot"`` or ``"staged"`` forces the g forward's path
+#: (tests: the interpreter runs the tl.dot path in fp32 "ieee" and fp64); unset or
+#: ``"auto"``: :func:`forward_path`'s rule
+G_FORWARD_ENV = "SEPGCONV_FUSED_G_FORWARD"
+#: the tl.dot g forward needs this many input channels ``C_in·G_in`` (one tl.dot's
+#: contraction, ``BLOCK_J ≥ 16``; fewer would be mostly masked lanes)
+DOT_MIN_CG = 16
+
+
+def forward_path(gc: bool, dtype: torch.dtype, device, cg: int) -> str:
+    """The forward kernel a fused call runs: ``"fwd"`` (the staged kernel: gc, and g
+    with X̃ per input channel on CUDA cores) or ``"g_dot"`` (g as an implicit GEMM on
+    tensor cores, :mod:`sepgconv.fused.kernels_dot`; the full GConv's MACs).
+
+    g takes ``"g_dot"`` where tensor cores run the dense conv: bf16/fp16, or fp32
+    with TF32 allowed (:func:`_precision`'s rule, what cuDNN follows), and
+    ``cg = C_in·G_in ≥`` :data:`DOT_MIN_CG`. :data:`G_FORWARD_ENV` overrides the rule
+    for g (``"dot"`` / ``"staged"``); gc always takes ``"fwd"``."""
+    if gc:
+        return "fwd"
+    forced = os.environ.get(G_FORWARD_ENV, "auto").strip().lower()
+    if forced in ("dot", "staged"):
+        return "g_dot" if forced == "dot" else "fwd"
+    if forced != "auto":
+        raise ValueError(f"{G_FORWARD_ENV}={forced!r}: expected 'dot', 'staged' or 'auto'")
+    device = torch.device(device)
+    tensor_cores = dtype in (torch.float16, torch.bfloat16) or (
+        dtype == torch.float32 and _precision(device, dtype) == "tf32"
+    )
+    return "g_dot" if tensor_cores and cg >= DOT_MIN_CG else "fwd"
+
+
+def _forward_dot(kernels, interpret, x, wt, kt, bias, *, k, stride, padding, g_in):
+    """The tl.dot g forward (:mod:`sepgconv.fused.kernels_dot`)."""
+    b, cg, h, w = x.shape
+    c_in, nh = cg // g_in, wt.shape[1]
+    h_out = (h + 2 * padding - k) // stride + 1
+    w_out = (w + 2 * padding - k) // stride + 1
+    if h_out < 1 or w_out < 1:
+        raise ValueError(f"input {h}×{w} with padding {padding} is smaller than k={k}")
+    _check_sizes(x, wt, kt, nh, h_out, w_out)
+    y = torch.empty(b, nh, h_out, w_out, device=x.device, dtype=x.dtype)
+    has_bias = bias is not None
+    bias = bias.contiguous() if has_bias else wt  # any pointer when there is no bias
+
+    def grid(meta):
+        return (cdiv(h_out * w_out, meta["BLOCK_P"]), cdiv(nh, meta["BLOCK_NH"]), b)
+
+    kernels["g_dot"][grid](
+        x, wt, kt, bias, y, c_in, nh, h, w, h_out, w_out,
+        STRIDE=stride, PAD=padding, K=k, G_IN=g_in, HAS_BIAS=has_bias,
+        ACC=_acc_dtype(x.dtype), PRECISION=_precision(x.device, x.dtype),
+        UPCAST=interpret and x.dtype == torch.bfloat16,  # the interpreter's bf16 tl.dot is wrong
+        **_meta(interpret, nh, "BLOCK_NH", "BLOCK_P", "BLOCK_J"),
+    )  # fmt: skip
+    return y
+
+
 def forward(x, wt, kt, bias, *, gc: bool, k: int, stride: int, padding: int, g_in: int):
-    """``y [B, NH, H_out, W_out]`` from ``x [B, C_in·G_in, H, W]`` (layouts: kernels_fwd)."""
+    """``y [B, NH, H_out, W_out]`` from ``x [B, C_in·G_in, H, W]`` (layouts: kernels_fwd).
+    The kernel: :func:`forward_path`."""
     check_available(x.device)
     kernels, interpret = _kernels()
     x = x.contiguous()  # e.g. channels_last input: the kernel indexes NCHW
     wt, kt = wt.contiguous(), kt.contiguous()
     b, cg, h, w = x.shape
+    if forward_path(gc, x.dtype, x.device, cg) == "g_dot":
+        return _forward_dot(kernels, interpret, x, wt, kt, bias, k=k, stride=stride,
+                            padding=padding, g_in=g_in)  # fmt: skip
     c_in, nh = cg // g_in, wt.shape[1]
     pl = _plan(gc, k, stride, padding, h, w, c_in, g_in)
     _check_sizes(x, wt, kt, nh, pl.h_out, pl.w_out)
