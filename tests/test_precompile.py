@@ -22,7 +22,7 @@ def test_one_task_per_kernel_and_compile_constants_heaviest_first():
     ks = [shape.k for shape, *_ in sigs.values()]
     assert ks == sorted(ks, reverse=True)  # the long poles (large k) start first
     for key, (_shape, variant, pass_, kernel) in sigs.items():
-        assert kernel == key[0] and kernel in cost.FUSED_KERNELS[(variant, pass_)]
+        assert kernel == key[0] and kernel in cost.fused_kernels(_shape, variant, pass_)
 
 
 def test_nothing_to_precompile_off_cuda_or_without_fused_rows():

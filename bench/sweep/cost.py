@@ -139,6 +139,19 @@ DEFAULT_CONFIGS = {
 }
 
 
+def fused_kernels(shape: Shape, variant: str, pass_: str) -> tuple[str, ...]:
+    """The fused kernels a row launches: :data:`FUSED_KERNELS`, with g's forward as the
+    launcher picks it (``launch.forward_path``: ``"g_dot"``, the tl.dot forward, in
+    bf16/fp16 and TF32 fp32 on CUDA); without Triton, the staged ``"fwd"``."""
+    kernels = FUSED_KERNELS[(variant, pass_)]
+    launch = _launch()
+    if launch is None or not hasattr(launch, "forward_path"):
+        return kernels
+    cg = shape.c_in * shape.g_in
+    fwd = launch.forward_path(variant == "gc", shape.torch_dtype, shape.device, cg)
+    return tuple(fwd if k == "fwd" else k for k in kernels)
+
+
 def _launch():
     """The fused kernels' launcher, or None where Triton does not import (the model then
     counts with the evidence's launcher: :data:`DEFAULT_CONFIGS`, :data:`DEFAULT_KEYS`)."""
@@ -284,7 +297,8 @@ def _fused_keys(shape: Shape, variant: str, pass_: str, specialize: bool | None 
         specialize = specialised
     ls = shape.layer_shape()
     tile = tiling.plan_for(ls, variant)
-    const = (variant, shape.k, shape.g_in, shape.dtype, tile.th, tile.tw, tile.halo_pix)
+    base = (variant, shape.k, shape.g_in, shape.dtype, tile.th, tile.tw, tile.halo_pix)
+    const = base
     sizes = (shape.c_in, shape.c_out * shape.g_out, shape.h, shape.w)
     if specialize:
         ints = (*sizes, tile.tiles_w, ls.h_out * ls.w_out)
@@ -295,10 +309,12 @@ def _fused_keys(shape: Shape, variant: str, pass_: str, specialize: bool | None 
         "K": shape.k, "STRIDE": 1, "PAD": shape.k // 2, "IS_GC": variant == "gc",
         "SPLITS": shape.batch,  # stands in: the split count follows the batch
     }  # fmt: skip
-    kernels = FUSED_KERNELS[(variant, pass_)]
-    compiles = [(k, *const) for k in kernels]
+    kernels = fused_kernels(shape, variant, pass_)
+    # the tl.dot forward has no tile plan: its compile constants are k, G_in and dtype
+    dot_const = (variant, shape.k, shape.g_in, shape.dtype, *const[len(base) :])
+    compiles = [(k, *(dot_const if k == "g_dot" else const)) for k in kernels]
     tunes = [
-        (k, shape.dtype, *(values.get(n) for n in key_names.get(k, DEFAULT_KEYS[k])))
+        (k, shape.dtype, *(values.get(n) for n in key_names.get(k) or DEFAULT_KEYS[k]))
         for k in kernels
     ]
     return compiles, tunes
@@ -373,5 +389,5 @@ def estimate(
 
 __all__ = [
     "DeviceCosts", "Estimate", "H200", "call_s", "configs_run", "estimate", "fit_rates",
-    "row_calls", "tuning_s",
+    "fused_kernels", "row_calls", "tuning_s",
 ]  # fmt: skip
