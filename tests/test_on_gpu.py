@@ -147,9 +147,11 @@ def test_fused_staged_taps_on_many_tiles_and_few_programs(vi, programs, monkeypa
 
 
 @pytest.mark.parametrize("vi", FUSED, ids=impl_id)
-def test_fused_bfloat16_against_float32_on_the_same_rounded_values(vi):
+def test_fused_bfloat16_against_float32_on_the_same_rounded_values(vi, monkeypatch):
     # fp32 accumulation, one rounding to bf16 at the store: half a bf16 ulp (2⁻⁸) of the
-    # largest value, forward and dX (an fp16/bf16 accumulator would exceed it)
+    # largest value, forward and dX (an fp16/bf16 accumulator would exceed it). The staged
+    # g forward: the tl.dot one also rounds F̃ to bf16 (test_fused_g_dot_path_compiled)
+    monkeypatch.setenv("SEPGCONV_FUSED_G_FORWARD", "staged")
     layer, _ = _pair("p4", False, vi, dtype=torch.bfloat16)
     ref = _same_values(layer, torch.float32)
     x = random_input(layer, batch=2, size=12, dtype=torch.float32).cuda().bfloat16()
@@ -162,6 +164,51 @@ def test_fused_bfloat16_against_float32_on_the_same_rounded_values(vi):
     y.backward(g)
     y_ref.backward(g.float())
     assert _rel(x.grad, x_ref.grad) <= 1.05 * 2.0**-8
+
+
+@pytest.mark.skipif(("g", "fused") not in FUSED, reason="no fused g")
+@pytest.mark.parametrize("lifting", [True, False], ids=["lifting", "group"])
+def test_fused_g_dot_path_compiled(lifting, monkeypatch):
+    """The tl.dot g forward compiled (sepgconv.fused.kernels_dot): taken by the rule in
+    TF32 and bf16, not in strict fp32; against naive in fp32 (forced, IEEE), TF32 and
+    bf16 (half a bf16 ulp of an fp32 conv with F̃ rounded to bf16, as the kernel does);
+    partial pixel and channel blocks, stride 2, k = 5."""
+    import torch.nn.functional as F
+
+    from sepgconv.fused import launch
+
+    calls = []
+    real = launch._forward_dot
+    monkeypatch.setattr(launch, "_forward_dot", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    for k, stride, size in ((3, 1, 37), (5, 2, 29)):
+        c_in = 20 if lifting else 7  # C_in·G_in ≥ 16: bf16 takes the dot path by the rule
+        layer = GConv2d(c_in, 5, k, group="p4m", lifting=lifting, variant="g", impl="fused",
+                        stride=stride, padding=k // 2, device="cuda", bias=False)  # fmt: skip
+        randomize_(layer)
+        naive = GConv2d(**(layer.config() | {"impl": "naive"}), device="cuda")
+        naive.load_state_dict(layer.state_dict())
+        x = random_input(layer, batch=3, size=size, dtype=torch.float32).cuda()
+        with torch.no_grad():
+            y_ref = naive.double()(x.double())
+            layer(x)
+            assert not calls  # strict fp32 (the fixture): the staged kernel
+            monkeypatch.setenv("SEPGCONV_FUSED_G_FORWARD", "dot")
+            assert _rel(layer(x), y_ref) < REL32, (k, stride)
+            monkeypatch.delenv("SEPGCONV_FUSED_G_FORWARD")
+            torch.backends.cudnn.allow_tf32 = True
+            assert _rel(layer(x), y_ref) < REL_TF32, (k, stride)
+            torch.backends.cudnn.allow_tf32 = False
+            assert len(calls) == 2
+            # bf16: the rounded parameters and input, F̃ rounded once, fp32 sums
+            layer16 = layer.bfloat16()
+            f = layer.float().expand_filter()
+            f = f.reshape(f.shape[0] * f.shape[1], -1, k, k).bfloat16().float()
+            x16 = x.bfloat16()
+            ref = F.conv2d(x16.float().flatten(1, -3), f, stride=stride, padding=k // 2)
+            y16 = layer16.bfloat16()(x16)
+            assert len(calls) == 3 and y16.dtype == torch.bfloat16
+            assert _rel(y16, ref.reshape(y16.shape)) <= 1.05 * 2.0**-8, (k, stride)
+            calls.clear()
 
 
 def test_cuda_events_time_the_gpus_work_not_the_launch():
