@@ -121,8 +121,15 @@ def gc_rearranged_macs(s: LayerShape) -> int:
 
 def layer_macs(layer, h: int, w: int, batch: int = 1) -> int:
     """MACs the layer's implementation executes on a ``batch×…×h×w`` input
-    (for ``impl="auto"``: the implementation it chooses for that input)."""
-    return layer.executed_impl(h, w, batch).macs(layer.layer_shape(h, w, batch))
+    (for ``impl="auto"``: the implementation it chooses for that input). An
+    implementation whose count depends on the dtype and device (``impl="fused"`` g: its
+    tl.dot forward runs the dense count) answers through ``macs_for``."""
+    impl = layer.executed_impl(h, w, batch)
+    shape = layer.layer_shape(h, w, batch)
+    param = next(layer.parameters(), None)
+    if hasattr(impl, "macs_for") and param is not None:
+        return impl.macs_for(shape, param.dtype, param.device)
+    return impl.macs(shape)
 
 
 def layer_params(layer) -> int:

@@ -228,3 +228,45 @@ def test_equivariant_stride2_centred_grid(dot):
     for u in (1, 5):  # a rotation and a mirror
         torch.testing.assert_close(layer(grp.act(x, u)), grp.act(y, u), **TOL64)
     assert dot
+
+
+# ---------------------------------------------------------------------- #
+# MAC accounting follows the path
+# ---------------------------------------------------------------------- #
+@pytest.mark.parametrize("forced", ["dot", "staged"])
+def test_macs_follow_the_path(forced, monkeypatch, launch):
+    """The dot path executes the full GConv's MACs (a dense conv's count); the staged one
+    the g count. ``counting.layer_macs`` (the sweep's formula column) and the fvcore
+    handle (its measured column) agree on both."""
+    pytest.importorskip("fvcore")
+    from sepgconv import counting
+    from sepgconv.fused import FVCORE_HANDLES, tiling
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv(launch.G_FORWARD_ENV, forced)
+    layer = GConv2d(3, 2, 3, group="p4", variant="g", impl="fused", stride=2, padding=1)
+    x = random_input(layer, batch=2, size=9, dtype=torch.float32)
+    shape = layer.layer_shape(9, 9, 2)
+    want = counting.dense_macs(shape) if forced == "dot" else tiling.fused_macs(shape, "g")
+    assert counting.dense_macs(shape) != tiling.fused_macs(shape, "g")
+    assert counting.layer_macs(layer, 9, 9, 2) == want
+    count = counting.measure_macs(layer, x, op_handles=FVCORE_HANDLES)
+    assert count.unsupported == {} and count.total == want
+
+
+def test_macs_for_follows_the_rule(monkeypatch, launch):
+    from sepgconv import counting, get_implementation
+    from sepgconv.fused import tiling
+
+    monkeypatch.delenv(launch.G_FORWARD_ENV, raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    cls = get_implementation("g", "fused")
+    layer = GConv2d(8, 4, 3, group="p4", variant="g", impl="naive", padding=1)
+    shape = layer.layer_shape(16, 16, 2)  # C_in·G_in = 32
+    dense, staged = counting.dense_macs(shape), tiling.fused_macs(shape, "g")
+    assert cls.macs_for(shape, torch.bfloat16, torch.device("cpu")) == dense
+    assert cls.macs_for(shape, torch.float32, torch.device("cuda")) == dense  # TF32
+    assert cls.macs_for(shape, torch.float32, torch.device("cpu")) == staged
+    assert cls.macs(shape) == staged  # shape alone: the staged kernel's
+    gc = get_implementation("gc", "fused")
+    assert gc.macs_for(shape, torch.bfloat16, "cuda") == tiling.fused_macs(shape, "gc")

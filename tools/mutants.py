@@ -873,7 +873,7 @@ MUTANTS = [
     Mutant(
         "fused-dot-path-never-chosen",
         "the launcher never picks the tl.dot g forward (bf16/fp16/TF32 stay on CUDA cores)",
-        "sepgconv/fused/launch.py",
+        "sepgconv/fused/_runtime.py",
         'return "g_dot" if tensor_cores and cg >= DOT_MIN_CG else "fwd"',
         'return "fwd"',
         ("tests/test_fused_dot.py", "-m", "not slow", "-k", "path or half"),

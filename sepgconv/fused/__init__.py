@@ -48,6 +48,14 @@ class _Fused:
         (``impl="auto"`` and the sweep should not time such a candidate)."""
         return _runtime.interpret_enabled()
 
+    @classmethod
+    def macs_for(cls, shape: LayerShape, dtype, device) -> int:
+        """The MACs a call in ``dtype`` on ``device`` executes: g's tl.dot forward (where
+        :func:`sepgconv.fused._runtime.forward_path` picks it) runs the full GConv's
+        count, the staged kernels :meth:`macs` (``macs(shape)`` alone knows no dtype)."""
+        path = _runtime.forward_path(cls.variant == "gc", dtype, device, shape.c_in * shape.g_in)
+        return tiling.fused_macs(shape, cls.variant, path)
+
     def _conv(self, x, weights, bias):
         # x [B, C_in·G_in, H, W] (any memory format: the launcher makes it contiguous)
         wt, kt = weights

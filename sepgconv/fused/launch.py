@@ -31,7 +31,14 @@ import triton
 import triton.language as tl
 
 from sepgconv.fused import common, kernels_bwd, kernels_dot, kernels_fwd
-from sepgconv.fused._runtime import check_available, interpret_enabled
+from sepgconv.fused._runtime import (  # noqa: F401 - forward_path & co.: launch's API too
+    DOT_MIN_CG,
+    G_FORWARD_ENV,
+    check_available,
+    dot_precision,
+    forward_path,
+    interpret_enabled,
+)
 from sepgconv.fused.tiling import cdiv, input_plan, next_pow2, plan
 
 #: the one configuration the interpreter runs (tests may monkeypatch smaller
@@ -299,9 +306,7 @@ def _acc_dtype(dtype: torch.dtype):
 
 def _precision(device: torch.device, dtype: torch.dtype) -> str:
     # tl.dot in fp32 follows the switch cuDNN's convolutions (the naive path) follow
-    if device.type == "cuda" and dtype != torch.float64 and torch.backends.cudnn.allow_tf32:
-        return "tf32"
-    return "ieee"
+    return dot_precision(device, dtype)
 
 
 def _check_sizes(x: torch.Tensor, wt: torch.Tensor, kt: torch.Tensor, nh: int, h_out, w_out):
@@ -334,38 +339,6 @@ def forward_scratch_elements(halo_pix: int, block_nh: int, programs: int) -> int
     """The forward's X̃ staging scratch (accumulation dtype): one ``block_nh × halo_pix``
     slot per program, ``≤ programs · 32 · 128`` elements whatever the batch or map size."""
     return programs * block_nh * halo_pix
-
-
-#: ``SEPGCONV_FUSED_G_FORWARD``: ``"dot"`` or ``"staged"`` forces the g forward's path
-#: (tests: the interpreter runs the tl.dot path in fp32 "ieee" and fp64); unset or
-#: ``"auto"``: :func:`forward_path`'s rule
-G_FORWARD_ENV = "SEPGCONV_FUSED_G_FORWARD"
-#: the tl.dot g forward needs this many input channels ``C_in·G_in`` (one tl.dot's
-#: contraction, ``BLOCK_J ≥ 16``; fewer would be mostly masked lanes)
-DOT_MIN_CG = 16
-
-
-def forward_path(gc: bool, dtype: torch.dtype, device, cg: int) -> str:
-    """The forward kernel a fused call runs: ``"fwd"`` (the staged kernel: gc, and g
-    with X̃ per input channel on CUDA cores) or ``"g_dot"`` (g as an implicit GEMM on
-    tensor cores, :mod:`sepgconv.fused.kernels_dot`; the full GConv's MACs).
-
-    g takes ``"g_dot"`` where tensor cores run the dense conv: bf16/fp16, or fp32
-    with TF32 allowed (:func:`_precision`'s rule, what cuDNN follows), and
-    ``cg = C_in·G_in ≥`` :data:`DOT_MIN_CG`. :data:`G_FORWARD_ENV` overrides the rule
-    for g (``"dot"`` / ``"staged"``); gc always takes ``"fwd"``."""
-    if gc:
-        return "fwd"
-    forced = os.environ.get(G_FORWARD_ENV, "auto").strip().lower()
-    if forced in ("dot", "staged"):
-        return "g_dot" if forced == "dot" else "fwd"
-    if forced != "auto":
-        raise ValueError(f"{G_FORWARD_ENV}={forced!r}: expected 'dot', 'staged' or 'auto'")
-    device = torch.device(device)
-    tensor_cores = dtype in (torch.float16, torch.bfloat16) or (
-        dtype == torch.float32 and _precision(device, dtype) == "tf32"
-    )
-    return "g_dot" if tensor_cores and cg >= DOT_MIN_CG else "fwd"
 
 
 def _forward_dot(kernels, interpret, x, wt, kt, bias, *, k, stride, padding, g_in):

@@ -123,4 +123,20 @@ def fvcore_handle(inputs, outputs) -> int:
     b, cg, h, w = inputs[0].type().sizes()
     nh = inputs[1].type().sizes()[1]
     gc, k, stride, padding, g_in = (v.toIValue() for v in inputs[4:9])
-    return macs_from_sizes("gc" if gc else "g", b, cg // g_in, g_in, nh, k, h, w, stride, padding)
+    path = _traced_path(inputs[0], gc, cg)
+    return macs_from_sizes(
+        "gc" if gc else "g", b, cg // g_in, g_in, nh, k, h, w, stride, padding, path
+    )
+
+
+def _traced_path(value, gc: bool, cg: int) -> str:
+    """The forward kernel a traced call ran (``launch.forward_path`` on the traced input's
+    dtype and device; the staged ``"fwd"`` where the trace does not record them)."""
+    from sepgconv.fused._runtime import forward_path
+
+    t = value.type()
+    dtype = t.dtype() if hasattr(t, "dtype") else None
+    device = t.device() if hasattr(t, "device") else None
+    if dtype is None or device is None:
+        return "fwd"
+    return forward_path(gc, dtype, device, cg)

@@ -166,8 +166,13 @@ def input_plan(h: int, w: int) -> tuple[int, int]:
 # ---------------------------------------------------------------------- #
 # accounting
 # ---------------------------------------------------------------------- #
-def macs_from_sizes(variant: str, batch, c_in, g_in, nh, k, h_in, w_in, stride, padding) -> int:
+def macs_from_sizes(variant: str, batch, c_in, g_in, nh, k, h_in, w_in, stride, padding,
+                    path: str = "fwd") -> int:  # fmt: skip
     """MACs the fused forward executes on real data (masked lanes not counted).
+
+    ``path="g_dot"`` (the tl.dot g forward, :func:`sepgconv.fused._runtime.forward_path`):
+    the full GConv's count, ``B·NH·C_in·G_in·k²·H_out·W_out`` (a dense conv's, padding
+    taps included, as fvcore counts a convolution). Otherwise, the staged kernel's:
 
     g:  ``B·NH·C_in·(G_in·P + k²·H_out·W_out)``
     gc: ``B·NH·(C_in·G_in·P + k²·H_out·W_out)``
@@ -179,17 +184,19 @@ def macs_from_sizes(variant: str, batch, c_in, g_in, nh, k, h_in, w_in, stride, 
     count is the §3.4 one.
     """
     pl = plan(k, stride, padding, h_in, w_in, _pointwise_per_pixel(variant, c_in, g_in))
+    if path == "g_dot":
+        return batch * nh * c_in * g_in * k * k * pl.h_out * pl.w_out
     p = pl.halo_pixels_in_image
     taps = k * k * pl.h_out * pl.w_out
     per_channel = c_in * (g_in * p + taps) if variant == "g" else c_in * g_in * p + taps
     return batch * nh * per_channel
 
 
-def fused_macs(s: LayerShape, variant: str) -> int:
+def fused_macs(s: LayerShape, variant: str, path: str = "fwd") -> int:
     """:func:`macs_from_sizes` for a :class:`LayerShape`."""
     return macs_from_sizes(
         variant, s.batch, s.c_in, s.g_in, s.c_out * s.g_out, s.k, s.h_in, s.w_in,
-        s.stride, s.padding,
+        s.stride, s.padding, path,
     )  # fmt: skip
 
 
