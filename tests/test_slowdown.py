@@ -1,6 +1,7 @@
 """The test-only slowdown hook (SEPGCONV_TEST_SLOWDOWN): inert when unset, and when
-set it repeats the named implementation's forward by its factor (counted calls, no
-timing)."""
+set every call of the named implementation costs its factor: whole units by
+repeated forwards (counted calls), the fraction by a busy loop on the call's own
+forward time (a fake clock, no timing)."""
 
 from __future__ import annotations
 
@@ -50,10 +51,35 @@ def _counted(layer) -> list:
     return calls
 
 
-@pytest.mark.parametrize(("factor", "calls_per_4"), [(1.25, 5), (1.5, 6), (2.0, 8)])
-def test_a_slowed_implementation_repeats_its_forward_by_the_factor(
-    monkeypatch, factor, calls_per_4
-):
+class _FakeClock:
+    """A clock that advances ``tick`` per read and ``forward_s`` per counted forward."""
+
+    def __init__(self, tick=1e-4, forward_s=1.0):
+        self.now, self.tick, self.forward_s = 0.0, tick, forward_s
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+def _clocked(layer, clock) -> list:
+    calls = _counted(layer)
+    inner = layer._forward
+
+    def forward_taking_time(x):
+        clock.now += clock.forward_s
+        return inner(x)
+
+    layer._forward = forward_taking_time
+    return calls
+
+
+@pytest.mark.parametrize(("factor", "repeats"), [(1.1, 0), (1.25, 0), (1.5, 0), (2.0, 1), (2.5, 1)])
+def test_every_call_of_a_slowed_implementation_costs_the_factor(monkeypatch, factor, repeats):
+    # per call, not on average: a sample of one call must see the factor (a hook
+    # that repeated the forward every fourth call at 1.25 was lumpy and under-read)
+    clock = _FakeClock()
+    monkeypatch.setattr(_slowdown, "_clock", clock)
     monkeypatch.setattr(_slowdown, "FACTORS", {("gc", "rearranged"): factor})
     monkeypatch.setattr(_slowdown, "ACTIVE", True)
     torch.manual_seed(0)
@@ -61,14 +87,25 @@ def test_a_slowed_implementation_repeats_its_forward_by_the_factor(
     other = sepgconv.GConv2d(4, 4, 3, variant="gc", impl="naive", padding=1)
     other.load_state_dict(slowed.state_dict())
     x = torch.randn(1, 4, 4, 8, 8)
-    n_slow, n_other = _counted(slowed), _counted(other)
-    for _ in range(4):
+    n_slow, n_other = _clocked(slowed, clock), _clocked(other, clock)
+    for i in range(6):
+        t0 = clock.now
         y = slowed(x)
-    for _ in range(4):
+        assert clock.now - t0 == pytest.approx(factor, abs=0.01), i
+        assert len(n_slow) == (i + 1) * (1 + repeats)
+    for _ in range(3):
+        t0 = clock.now
         other(x)
-    assert len(n_slow) == calls_per_4 and len(n_other) == 4
+        assert clock.now - t0 == pytest.approx(1.0, abs=0.01)
+    assert len(n_other) == 3
     monkeypatch.setattr(_slowdown, "ACTIVE", False)
     torch.testing.assert_close(y, slowed(x))  # the result is the forward's own
+
+
+def test_the_busy_loop_waits_for_the_clock():
+    start = _slowdown._clock()
+    _slowdown._busy_until(start + 0.005)
+    assert _slowdown._clock() - start >= 0.005
 
 
 def test_a_slowed_training_step_keeps_its_gradients(monkeypatch):

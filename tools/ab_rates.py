@@ -15,8 +15,10 @@ Each *pair* is one real ``bench ab`` run of this checkout against itself
 Conditions are interleaved (same, 1.10, 1.25, 1.50, same, ...), so slow drifts
 of the machine spread over all of them. Every run takes the timing lock
 (``flock``), so it never overlaps another timing job on a shared machine.
-Results go to ``OUT/pairs.jsonl`` (one line per pair, appended: a stopped
-session resumes by counting what is there) and a summary table to stdout.
+Results go to ``OUT/pairs.jsonl`` or ``--log`` (one line per pair, appended: a
+stopped session resumes by counting what is there; each line keeps every
+implementation's measured change and adjusted p, and the load average at the
+start and end of the run) and a summary table to stdout.
 
 Usage (the issue's protocol: 20 pairs per condition)::
 
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -56,7 +59,7 @@ def run_pair(cond: str, args, out: Path, expected_s: float) -> dict:
         cmd += ["--head-env", f"SEPGCONV_TEST_SLOWDOWN={args.target}={cond}"]
     if args.lock:
         cmd = ["flock", args.lock, *cmd]
-    t0 = time.time()
+    t0, load0 = time.time(), os.getloadavg()[0]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
     neighbour, started = None, None
@@ -76,12 +79,14 @@ def run_pair(cond: str, args, out: Path, expected_s: float) -> dict:
         neighbour.send_signal(signal.SIGTERM)
         neighbour.wait()
     wall = time.time() - t0
-    flagged, target_caught = [], False
+    flagged, target_caught, impls = [], False, []
     try:
         verdict = json.loads(stdout)
         for i in verdict["implementations"]:
             if i["verdict"] == "regression":
                 flagged.append(i["label"])
+            r = i.get("ratio") or {}
+            impls.append([i["label"], r.get("change"), r.get("p_adj"), i["verdict"]])
         target_caught = any(f.startswith(f"{args.target} fwd ") for f in flagged)
         failures = verdict.get("failures", [])
         det = len(verdict.get("deterministic_changes", []))
@@ -97,7 +102,8 @@ def run_pair(cond: str, args, out: Path, expected_s: float) -> dict:
         "benchmark_regressions": bench_regs, "other_benchmarks": other_benches,
         "failures": failures, "deterministic_changes": det,
         "neighbour": neighbour is not None, "wall_s": round(wall, 1), "run_s": round(run_s, 1),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "impls": impls,
+        "load1": [round(load0, 2), round(os.getloadavg()[0], 2)], "label": args.label,
     }  # fmt: skip
 
 
@@ -110,17 +116,33 @@ def _lock_held_by(proc: subprocess.Popen) -> bool:
         return True
 
 
+def _target_change(row: dict, target: str) -> float | None:
+    """The measured change of the target's forward in one pair (None: not recorded)."""
+    for label, change, _p, _v in row.get("impls", []):
+        if label.startswith(f"{target} fwd "):
+            return change
+    return None
+
+
 def summary(rows: list[dict], target: str) -> str:
-    lines = ["| condition | pairs | exit 1 | target caught | nothing else flagged |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| condition | pairs | exit 1 | target caught | nothing else flagged | "
+             "target fwd change, median [min, max] | run s, median | "
+             "load avg (1 min), median [max] |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for cond in dict.fromkeys(r["condition"] for r in rows):
         mine = [r for r in rows if r["condition"] == cond]
         n = len(mine)
         fails = sum(r["exit"] == 1 for r in mine)
         caught = "-" if cond == "same" else f"{sum(r['target_caught'] for r in mine)} of {n}"
         clean = sum(not r["others_flagged"] and not r["failures"] for r in mine)
+        ch = sorted(c for c in (_target_change(r, target) for r in mine) if c is not None)
+        change = (f"{100 * statistics.median(ch):+.1f} % [{100 * ch[0]:+.1f}, {100 * ch[-1]:+.1f}]"
+                  if ch else "-")  # fmt: skip
+        run_s = statistics.median(r["run_s"] for r in mine)
+        loads = [max(r["load1"]) for r in mine if "load1" in r]
+        load = f"{statistics.median(loads):.2f} [{max(loads):.2f}]" if loads else "-"
         lines.append(f"| {cond if cond == 'same' else f'{target} x{cond}'} | {n} | {fails} | "
-                     f"{caught} | {clean} of {n} |")  # fmt: skip
+                     f"{caught} | {clean} of {n} | {change} | {run_s:.0f} | {load} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -144,13 +166,21 @@ def main(argv=None) -> int:
         help="a neighbour halfway through every pair, not only same-code ones",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "ab-rates")
+    ap.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        help="the pairs file (default OUT/pairs.jsonl); each run's files stay in OUT",
+    )
+    ap.add_argument("--label", default="", help="free text kept in every row (e.g. the commit)")
     args = ap.parse_args(argv)
     args.impl = args.impl or [args.target, "g/rearranged"]
     args.out.mkdir(parents=True, exist_ok=True)
-    log = args.out / "pairs.jsonl"
+    log = args.log or args.out / "pairs.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
     conds = args.conditions.split(",")
-    expected = 40.0
+    expected = 10.0 * args.max_shapes  # seconds of one run, until one is measured
     for i in range(args.pairs):
         for cond in conds:
             if sum(r["condition"] == cond for r in rows) > i:
