@@ -82,3 +82,26 @@ def pytest_collection_modifyitems(config, items):
         impl = params.get("impl") or (params.get("vi") or (None, None))[1]
         if impl == "auto" or params.get("k") == 5:
             item.add_marker(pytest.mark.slow)
+
+
+def close_scaled(actual, expected, rtol, atol, msg=None):
+    """``assert_close`` with ``atol`` relative to the largest |expected| (sums of random
+    terms reach ~1e2), for the fused kernels' comparisons with naive."""
+    scale = max(1.0, expected.abs().max().item())
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol * scale, msg=msg or None)
+
+
+def assert_same_forward_and_gradients(layer, reference, x, tol):
+    """``layer`` and ``reference`` (same parameters) agree on the output, the input's
+    gradient and every parameter's gradient, within ``tol`` (``close_scaled``'s)."""
+    x1 = x.detach().clone().requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    y1, y2 = layer(x1), reference(x2)
+    close_scaled(y1, y2, **tol)
+    grad_out = torch.randn_like(y1)
+    (y1 * grad_out).sum().backward()
+    (y2 * grad_out).sum().backward()
+    close_scaled(x1.grad, x2.grad, **tol, msg="grad of the input")
+    named = zip(layer.named_parameters(), reference.named_parameters(), strict=True)
+    for (name, p1), (_, p2) in named:
+        close_scaled(p1.grad, p2.grad, **tol, msg=f"grad of {name}")

@@ -18,7 +18,12 @@ import sys
 
 import pytest
 import torch
-from conftest import GROUPS, random_input, randomize_
+from conftest import (
+    GROUPS,
+    assert_same_forward_and_gradients,
+    random_input,
+    randomize_,
+)
 
 import sepgconv
 from sepgconv import GConv2d, counting, get_group
@@ -63,26 +68,6 @@ def _pair(variant, group="p4", lifting=False, k=3, *, stride=1, padding=1, bias=
     naive = GConv2d(**(fused.config() | {"impl": "naive"}), dtype=dtype)
     naive.load_state_dict(fused.state_dict())  # the same state_dict, unchanged
     return fused, naive
-
-
-def _close(actual, expected, rtol, atol, msg=""):
-    # atol is relative to the largest |expected|: sums of random terms reach ~1e2
-    scale = max(1.0, expected.abs().max().item())
-    torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol * scale, msg=msg or None)
-
-
-def _assert_same_forward_and_gradients(fused, naive, x, tol):
-    x1 = x.detach().clone().requires_grad_()
-    x2 = x.detach().clone().requires_grad_()
-    y1, y2 = fused(x1), naive(x2)
-    _close(y1, y2, **tol)
-    grad_out = torch.randn_like(y1)
-    (y1 * grad_out).sum().backward()
-    (y2 * grad_out).sum().backward()
-    _close(x1.grad, x2.grad, **tol, msg="grad of the input")
-    named = zip(fused.named_parameters(), naive.named_parameters(), strict=True)
-    for (name, p1), (_, p2) in named:
-        _close(p1.grad, p2.grad, **tol, msg=f"grad of {name}")
 
 
 # ---------------------------------------------------------------------- #
@@ -277,7 +262,7 @@ def test_matches_naive_forward_and_gradients(variant, case, interpreter):
         c_in=c_in, c_out=c_out,
     )  # fmt: skip
     x = random_input(fused, batch=2, size=size)
-    _assert_same_forward_and_gradients(fused, naive, x, TOL64)
+    assert_same_forward_and_gradients(fused, naive, x, TOL64)
 
 
 @needs_triton
@@ -296,7 +281,7 @@ def test_multi_block_grids_and_split_reductions(monkeypatch, variant, interprete
     assert fused.out_channels * fused.g_out > launch.INTERPRETER_META["BLOCK_NH"]
     assert fused.in_channels * fused.g_in > launch.INTERPRETER_META["BLOCK_CG"]
     x = random_input(fused, batch=2, size=15)
-    _assert_same_forward_and_gradients(fused, naive, x, TOL64)
+    assert_same_forward_and_gradients(fused, naive, x, TOL64)
 
 
 @needs_triton
@@ -304,7 +289,7 @@ def test_multi_block_grids_and_split_reductions(monkeypatch, variant, interprete
 def test_float32_within_tolerance(variant, interpreter):
     fused, naive = _pair(variant, "p4", False, 3, padding=1, c_in=3, c_out=2, dtype=torch.float32)
     x = random_input(fused, batch=2, size=8, dtype=torch.float32)
-    _assert_same_forward_and_gradients(fused, naive, x, dict(rtol=1e-5, atol=1e-5))
+    assert_same_forward_and_gradients(fused, naive, x, dict(rtol=1e-5, atol=1e-5))
 
 
 @needs_triton

@@ -10,7 +10,13 @@ the interpreter is a correctness tool, never timed.
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import GROUPS, random_input, randomize_
+from conftest import (
+    GROUPS,
+    assert_same_forward_and_gradients,
+    close_scaled,
+    random_input,
+    randomize_,
+)
 
 from sepgconv import GConv2d, get_group
 from sepgconv.fused import _runtime
@@ -54,24 +60,6 @@ def _pair(group, lifting, k, *, stride=1, padding=None, bias=True, c_in=2, c_out
     naive = GConv2d(**(fused.config() | {"impl": "naive"}), dtype=dtype)
     naive.load_state_dict(fused.state_dict())
     return fused, naive
-
-
-def _close(actual, expected, rtol, atol, msg=None):
-    scale = max(1.0, expected.abs().max().item())
-    torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol * scale, msg=msg)
-
-
-def _same_forward_and_gradients(fused, naive, x, tol):
-    x1 = x.detach().clone().requires_grad_()
-    x2 = x.detach().clone().requires_grad_()
-    y1, y2 = fused(x1), naive(x2)
-    _close(y1, y2, **tol)
-    grad_out = torch.randn_like(y1)
-    (y1 * grad_out).sum().backward()
-    (y2 * grad_out).sum().backward()
-    _close(x1.grad, x2.grad, **tol, msg="grad of the input")
-    for (name, p1), (_, p2) in zip(fused.named_parameters(), naive.named_parameters(), strict=True):
-        _close(p1.grad, p2.grad, **tol, msg=f"grad of {name}")
 
 
 # ---------------------------------------------------------------------- #
@@ -141,21 +129,21 @@ def test_matches_naive_float64(case, dot, monkeypatch, launch):
     monkeypatch.setitem(launch.INTERPRETER_META, "BLOCK_NH", 16)
     fused, naive = _pair(group, lifting, k, stride=stride, bias=bias, c_in=c_in, c_out=c_out)
     x = random_input(fused, batch=batch, size=size)
-    _same_forward_and_gradients(fused, naive, x, TOL64)
+    assert_same_forward_and_gradients(fused, naive, x, TOL64)
     assert dot, "the dot path did not run"
 
 
 def test_padding_zero_and_no_channel_block_multiple(dot):
     fused, naive = _pair("p4", False, 3, padding=0, c_in=1, c_out=2)  # C_in·G_in = 4 < 16
     x = random_input(fused, batch=2, size=8)
-    _close(fused(x), naive(x), **TOL64)
+    close_scaled(fused(x), naive(x), **TOL64)
     assert dot
 
 
 def test_float32_ieee_within_tolerance(dot):
     fused, naive = _pair("p4", False, 3, c_in=5, c_out=3, dtype=torch.float32)
     x = random_input(fused, batch=2, size=8, dtype=torch.float32)
-    _same_forward_and_gradients(fused, naive, x, dict(rtol=1e-5, atol=1e-5))
+    assert_same_forward_and_gradients(fused, naive, x, dict(rtol=1e-5, atol=1e-5))
     assert dot
 
 
