@@ -16,8 +16,8 @@
 #   2. gc, g and full side by side in TF32, strict fp32 and bf16, both layouts, gc's
 #      routes apart (tools/speed_matrix.py, issues #23/#24), capped by its time limit;
 #      then the smoke sweep (its own kernels: ~45 s cold by the model);
-#   3. the `full` profile (the README's main job on CUDA) with --time-limit: ~5 min by
-#      the model with a cold cache, ~2.5 min warm; shapes in an order whose every
+#   3. the `full` profile (the README's main job on CUDA) with --time-limit: ~6.8 min by
+#      the model with a cold cache, ~2.3 min warm; shapes in an order whose every
 #      prefix spreads over the profile;
 #   4. the paper's models at batch 2, Table 2 first and training before inference
 #      (its g and gc training rows are the SepGroupPy memory comparison);
