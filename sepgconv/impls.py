@@ -299,7 +299,6 @@ class GCGConv2dNaive(_DenseMixin, _GCParams, GConv2d):
 #: rule of :func:`gc_route`. For tests and for measuring the routes side by side
 #: (``tools/speed_matrix.py``), not a user setting.
 GC_ROUTE: str | None = None
-GC_ROUTE_CHOICES = ("conv", "gemm")
 
 
 def gc_route(device_type: str, dtype: torch.dtype, fmt: str, tf32_matmul: bool) -> str:

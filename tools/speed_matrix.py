@@ -167,10 +167,13 @@ def parse_shape(text: str) -> tuple[str, int, int, int]:
 
 
 def mac_cut(variant: str, shape: Shape) -> float | None:
-    """full's MACs over the variant's (§3.4); None for full and the dense conv."""
+    """The variant's §3.4 promise, full's MACs over the variant's (as
+    ``bench.store.record.promised_speedup``); None for full and the dense conv."""
+    if variant not in ("g", "gc"):
+        return None
     s = shape.layer_shape()
-    macs = {"g": counting.g_rearranged_macs, "gc": counting.gc_rearranged_macs}.get(variant)
-    return counting.dense_macs(s) / macs(s) if macs else None
+    dims = (s.c_in, s.c_out, s.g_in, s.g_out, s.k, s.h_out, s.w_out)
+    return counting.macs_section34("full", *dims) / counting.macs_section34(variant, *dims)
 
 
 def measure_shape(
