@@ -5,6 +5,7 @@ that cannot import, unusable input."""
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -200,3 +201,42 @@ def test_a_workers_row_keys_tell_every_row_of_a_shape_apart():
     keys = [worker.row_key(im, p) for im in impls + cl for p in ("fwd", "fwdbwd")]
     assert len(set(keys)) == len(keys)
     assert worker.row_key(REFERENCE, "fwd") == "full/naive/contiguous/0/fwd"
+
+
+def _ab_defaults() -> argparse.Namespace:
+    from bench.commands import ab
+
+    parser = argparse.ArgumentParser()
+    ab.configure(parser)
+    return parser.parse_args(["base", "head"])
+
+
+def test_the_ab_bar_lets_a_10_percent_slowdown_that_reads_low_be_caught():
+    """The nightly must catch a 10 % slowdown (issue #27). Real pairs read it at +8.6 %
+    to +20 % (docs/ab.md); one read under the bar is lost whatever its p. Here a
+    significant +8.5 % of gc/rearranged, on every shape, in A/B documents with the
+    default judgement: flagged, and only it; the same documents at a 10 % bar are not,
+    and unchanged code at the default bar is clean."""
+    from bench.judge import compare as C
+    from bench.judge import runs
+    from bench.judge import synthetic as S
+
+    args = _ab_defaults()
+    params = S.grid(passes=("fwd",), channels=(8, 16), k_h=S.K_H[:4])
+    world = S.world(params, 0)
+    quiet = S.Noise(tau=0.01)
+
+    def doc(seed, factor=1.0):
+        slow = lambda p: factor if (p["variant"], p["impl"]) == ("gc", "rearranged") else 1.0  # noqa: E731
+        return runs.parse_run(S.run_doc(S.synthetic_run(params, world, seed, quiet, slow)), "x")
+
+    def flagged(base, head, threshold):
+        r = C.compare_runs(base, head, threshold=threshold, alpha=args.alpha, rules=args.rules)
+        return [i.group[:2] for i in r.implementations if i.verdict == "regression"], r
+
+    base, head = doc(1), doc(2, 1.085)
+    hit, r = flagged(base, head, args.threshold)
+    assert hit == [("gc/rearranged", "fwd")] and r.exit_code == 1
+    assert not flagged(base, head, 0.10)[0]  # the old bar: lost, significant as it is
+    for seed in range(3):
+        assert flagged(doc(10 + 2 * seed), doc(11 + 2 * seed), args.threshold)[1].exit_code == 0

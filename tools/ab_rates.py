@@ -55,6 +55,8 @@ def run_pair(cond: str, args, out: Path, expected_s: float) -> dict:
     ]  # fmt: skip
     for impl in args.impl:
         cmd += ["--impl", impl]
+    if args.threshold:
+        cmd += ["--threshold", args.threshold]
     if cond != "same":
         cmd += ["--head-env", f"SEPGCONV_TEST_SLOWDOWN={args.target}={cond}"]
     if args.lock:
@@ -79,7 +81,7 @@ def run_pair(cond: str, args, out: Path, expected_s: float) -> dict:
         neighbour.send_signal(signal.SIGTERM)
         neighbour.wait()
     wall = time.time() - t0
-    flagged, target_caught, impls = [], False, []
+    flagged, target_caught, impls, verdict = [], False, [], None
     try:
         verdict = json.loads(stdout)
         for i in verdict["implementations"]:
@@ -104,7 +106,16 @@ def run_pair(cond: str, args, out: Path, expected_s: float) -> dict:
         "neighbour": neighbour is not None, "wall_s": round(wall, 1), "run_s": round(run_s, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "impls": impls,
         "load1": [round(load0, 2), round(os.getloadavg()[0], 2)], "label": args.label,
+        "threshold": _bar(verdict),
     }  # fmt: skip
+
+
+def _bar(verdict) -> float | None:
+    """The bar the run was judged at (``bench ab``'s ``--threshold``), from its verdict."""
+    try:
+        return verdict["settings"]["threshold"]
+    except (TypeError, KeyError):
+        return None
 
 
 def _lock_held_by(proc: subprocess.Popen) -> bool:
@@ -159,6 +170,8 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--max-shapes", type=int, default=6)
+    ap.add_argument("--threshold", default="",
+                    help="bench ab's --threshold (default: bench ab's own, 5%%)")  # fmt: skip
     ap.add_argument("--lock", default="/tmp/sepgconv-timing.lock", help="'' for none")
     ap.add_argument(
         "--neighbour-always",

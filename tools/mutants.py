@@ -920,6 +920,15 @@ MUTANTS = [
         ("tests/test_slowdown.py", "-k", "every_call"),
     ),
     Mutant(
+        "ab-bar-on-the-slowdown-it-must-catch",
+        "bench ab judges at a 10 % bar, the size of the slowdown it must catch (a significant "
+        "+8.5 % reading is lost)",
+        "bench/commands/ab.py",
+        "AB_THRESHOLD = 0.05",
+        "AB_THRESHOLD = 0.10",
+        ("tests/test_ab.py", "-k", "bar_lets"),
+    ),
+    Mutant(
         "ab-base-always-first",
         "bench ab times base before head in every round (a drift favours one side)",
         "bench/ab/session.py",

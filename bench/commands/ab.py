@@ -33,6 +33,15 @@ from .options import seconds as _seconds
 from .options import threshold as _threshold
 
 DEFAULT_RULES = ("ratio", "deterministic")
+# The bar of an A/B verdict. A regression must be significant (Holm over the run,
+# alpha) *and* its estimate above the bar. The nightly must catch a 10 % slowdown
+# (issue #27); a bar at 10 % sits on that change, so about half of its estimates
+# fall under it by their own noise (3 of the 8 misses in docs/ab.md's first 20
+# pairs: +8.6, +8.8, +9.4 %, all significant). Half of it leaves the decision to
+# the test. False alarms are the test's to control, not the bar's: both sides ran
+# interleaved on one machine, so there is no day-to-day shift for a bar to absorb
+# (``bench compare``, across runs, keeps 10 %).
+AB_THRESHOLD = 0.05
 
 
 def _assignment(text: str) -> tuple[str, str]:
@@ -64,8 +73,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="write base/ and head/ benchmark.json, verdict.json, verdict.md "
                         "and ab.json here")  # fmt: skip
-    parser.add_argument("--threshold", type=_threshold, default=0.10,
-                        help="smallest latency change that counts (default 10%%)")  # fmt: skip
+    parser.add_argument("--threshold", type=_threshold, default=AB_THRESHOLD,
+                        help="smallest latency change that counts (default 5%%: half the "
+                        "smallest regression the nightly must catch, see docs/ab.md)")  # fmt: skip
     parser.add_argument("--alpha", type=_alpha, default=0.01,
                         help="per-run false-alarm level, family-wise (default 0.01)")  # fmt: skip
     parser.add_argument("--rules", type=_rules, default=DEFAULT_RULES,
