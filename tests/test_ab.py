@@ -87,6 +87,32 @@ def test_a_row_that_fails_at_head_mid_run_loses_its_head_samples():
     assert all(KEYS[1] not in keys for keys in head_calls[1:])
 
 
+def test_a_rows_first_round_of_a_pass_calls_it_once_untimed(monkeypatch):
+    """prepare warms both passes before any round, so a pass's rows are cold again
+    when it is timed: the worker calls a row once, untimed, in its first round of a
+    pass (and not after), and that call's time is in no sample."""
+    clock = {"ns": 0}
+    calls: list = []
+
+    def step():
+        calls.append(1)
+        clock["ns"] += 10**9 if len(calls) == 1 else 10**3  # cold: 1 s, then 1 us
+
+    monkeypatch.setattr(worker.time, "perf_counter_ns", lambda: clock["ns"])
+    w = worker.Worker()
+    w.steps = {"k": step}
+    assert w.round([["k", 4]], **{"pass": "fwd"})["times"]["k"] == pytest.approx(1e-6)
+    assert len(calls) == 5
+    w.round([["k", 4]], **{"pass": "fwd"})
+    assert len(calls) == 9  # warm: the block alone
+    w.round([["k", 4]], **{"pass": "fwdbwd"})
+    assert len(calls) == 14  # another pass ran since: once more
+    w.release()
+    w.steps = {"k": step}
+    w.round([["k", 4]], **{"pass": "fwdbwd"})
+    assert len(calls) == 19  # a new shape (prepare releases): once more
+
+
 def test_git_refs_become_temporary_worktrees_that_are_removed():
     with sides.prepared("HEAD", "HEAD~0", ROOT) as (base, head):
         assert base.commit == head.commit and len(base.commit) == 40

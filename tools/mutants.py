@@ -920,6 +920,15 @@ MUTANTS = [
         ("tests/test_slowdown.py", "-k", "every_call"),
     ),
     Mutant(
+        "ab-row-cold-in-its-pass",
+        "bench ab's worker times a row's first round of a pass without the untimed call "
+        "(the other pass's warm-ups ran after it: a cold first sample)",
+        "bench/ab/worker.py",
+        "                    step()  # untimed: the row's first call in this pass",
+        "                    pass  # untimed: the row's first call in this pass",
+        ("tests/test_ab.py", "-k", "untimed"),
+    ),
+    Mutant(
         "ab-bar-on-the-slowdown-it-must-catch",
         "bench ab judges at a 10 % bar, the size of the slowdown it must catch (a significant "
         "+8.5 % reading is lost)",
