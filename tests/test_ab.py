@@ -87,6 +87,21 @@ def test_a_row_that_fails_at_head_mid_run_loses_its_head_samples():
     assert all(KEYS[1] not in keys for keys in head_calls[1:])
 
 
+def test_the_reference_and_anchor_get_the_densest_rows_sample_count():
+    """A ratio has as many pairs as its sparser side: a slow reference (and the anchor
+    its own ratio divides by) is timed as often as the fastest row of its shape."""
+    timing = Timing(budget_s=0.1, block_s=0.005, min_samples=5, max_samples=20, warmup_s=0.0)
+    names = ("full/naive", "dense/torch", "gc/rearranged", "g/rearranged")
+    ref, anchor, fast, slow = (f"{v}/contiguous/0/fwd" for v in names)
+    est = {ref: 0.030, anchor: 0.029, fast: 0.002, slow: 0.150}
+    iters, plan = session._plan(est, timing, False, ref, None, anchor)
+    assert plan[fast] == 16  # 0.1 s // (3 calls x 2 ms)
+    assert plan[ref] == plan[anchor] == 16  # were 5 (min_samples: 0.1 s // 30 ms = 3)
+    assert plan[slow] == 5  # the others keep time_interleaved's plan
+    assert iters[fast] == 3 and iters[ref] == 1  # blocks unchanged
+    assert session._plan(est, timing, False, ref, 7, anchor)[1] == dict.fromkeys(est, 7)
+
+
 def test_a_rows_first_round_of_a_pass_calls_it_once_untimed(monkeypatch):
     """prepare warms both passes before any round, so a pass's rows are cold again
     when it is timed: the worker calls a row once, untimed, in its first round of a

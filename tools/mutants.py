@@ -920,6 +920,14 @@ MUTANTS = [
         ("tests/test_slowdown.py", "-k", "every_call"),
     ),
     Mutant(
+        "ab-reference-on-min-samples",
+        "bench ab times a slow reference on min_samples (a fast row's ratio: 5 pairs)",
+        "bench/ab/session.py",
+        "                plan[k] = max(plan[k], densest)",
+        "                plan[k] = plan[k]",
+        ("tests/test_ab.py", "-k", "densest"),
+    ),
+    Mutant(
         "ab-row-cold-in-its-pass",
         "bench ab's worker times a row's first round of a pass without the untimed call "
         "(the other pass's warm-ups ran after it: a cold first sample)",

@@ -5,7 +5,9 @@ Per shape, both workers build, check, count and warm up the same rows
 side's warm-up estimate, so both sides time the same number of calls per
 sample) and one number of samples, spread over the rounds as ``bench run``
 spreads them (:func:`bench.measure.timing.time_interleaved`'s plan; ``--rounds``
-overrides it: every row in every round). Round ``r`` asks one worker to time
+overrides it: every row in every round), except the reference and the anchor,
+which get the densest row's count: every ratio has as many pairs as its sparser
+side. Round ``r`` asks one worker to time
 every row due in ``r`` back to back (a rotated order), then the other; the side
 that goes first alternates between rounds. So within a side every round pairs a
 row with its reference (the paired in-run ratio of :mod:`bench.judge.pairing`),
@@ -39,6 +41,7 @@ from ..judge.runs import InputError
 HARNESS = Path(__file__).resolve().parents[2]  # the invoking checkout (holds bench/)
 WORKER = Path(__file__).resolve().parent / "worker.py"
 ROLES = ("base", "head")
+ANCHOR = ("dense", "torch")  # the reference's own ratio is to it (bench compare's default)
 
 
 class WorkerDied(Exception):
@@ -156,8 +159,10 @@ def _wanted_impls(hellos: dict, wanted: list[str] | None):
     return [Impl(*n.split("/", 1)) for n in names]
 
 
-def _plan(est: dict, timing, cuda: bool, reference_key: str | None, rounds: int | None):
-    """``(calls per sample, samples)`` per row, as time_interleaved plans them."""
+def _plan(est: dict, timing, cuda: bool, reference_key: str | None, rounds: int | None,
+          anchor_key: str | None = None):  # fmt: skip
+    """``(calls per sample, samples)`` per row, as time_interleaved plans them, except that
+    the reference and the anchor get as many samples as the densest row."""
     from ..measure.timing import SLOW_FACTOR, SLOW_FLOOR_S, SLOW_SAMPLES
 
     iters, plan = {}, {}
@@ -170,6 +175,16 @@ def _plan(est: dict, timing, cuda: bool, reference_key: str | None, rounds: int 
         slow = ref_t is not None and k != reference_key and t >= SLOW_FACTOR * ref_t
         if slow and plan[k] > SLOW_SAMPLES and plan[k] * t > SLOW_FLOOR_S:
             plan[k] = SLOW_SAMPLES
+    # Every ratio of the shape divides by the reference (and the reference's own by
+    # the anchor), and a ratio has as many pairs as its sparser side: a slow reference
+    # on min_samples gave a fast row's ratio 5 pairs, untrimmed (10 % of 5 is 0), so
+    # one spike of the reference moved it by up to ~14 % (a 2x spike: log 2 / 5).
+    # Both get the densest row's count (measured: docs/ab.md).
+    if reference_key in plan:
+        densest = max(plan.values())
+        for k in (reference_key, anchor_key):
+            if k in plan:
+                plan[k] = max(plan[k], densest)
     if rounds:
         plan = dict.fromkeys(plan, int(rounds))
     return iters, plan
@@ -274,7 +289,8 @@ def _time_pass(workers, prep, rows, pass_, timing, cuda, rounds_override, refere
     if not est:
         return
     ref_key = f"{reference.variant}/{reference.impl}/contiguous/0/{pass_}"
-    iters, plan = _plan(est, timing, cuda, ref_key, rounds_override)
+    anchor_key = f"{ANCHOR[0]}/{ANCHOR[1]}/contiguous/0/{pass_}"
+    iters, plan = _plan(est, timing, cuda, ref_key, rounds_override, anchor_key)
     for role in ROLES:
         for k in est:
             if k in rows[role]:
@@ -291,7 +307,9 @@ def _time_pass(workers, prep, rows, pass_, timing, cuda, rounds_override, refere
                 continue  # not its turn: n samples spread over the rounds
             have = min(len(rows[role][k].data) for role in ROLES if k in rows[role]) if all(
                 k in rows[role] for role in ROLES) else 0  # fmt: skip
-            if have >= min(timing.min_samples, n) and spent[k] >= 3 * timing.budget_s:
+            planned_s = n * est[k] * iters[k]
+            if have >= min(timing.min_samples, n) and spent[k] >= 3 * max(timing.budget_s,
+                                                                         planned_s):  # fmt: skip
                 continue  # a loaded machine: enough time spent on this row
             due.append(k)
         if not due:
