@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--max-shapes", type=int, default=6)
     ap.add_argument("--threshold", default="",
-                    help="bench ab's --threshold (default: bench ab's own, 5%%)")  # fmt: skip
+                    help="bench ab's --threshold (default: bench ab's own)")  # fmt: skip
     ap.add_argument("--lock", default="/tmp/sepgconv-timing.lock", help="'' for none")
     ap.add_argument(
         "--neighbour-always",

@@ -41,7 +41,6 @@ from ..judge.runs import InputError
 HARNESS = Path(__file__).resolve().parents[2]  # the invoking checkout (holds bench/)
 WORKER = Path(__file__).resolve().parent / "worker.py"
 ROLES = ("base", "head")
-ANCHOR = ("dense", "torch")  # the reference's own ratio is to it (bench compare's default)
 
 
 class WorkerDied(Exception):
@@ -277,6 +276,8 @@ def run_ab(sides: dict, opts: Options, log=print) -> AbRun:
 
 
 def _time_pass(workers, prep, rows, pass_, timing, cuda, rounds_override, reference) -> None:
+    from ..sweep.shapes import DENSE  # the anchor of the reference's ratio (bench compare's)
+
     keys = [k for k in prep["base"] if k.endswith("/" + pass_)]
     keys += [k for k in prep["head"] if k.endswith("/" + pass_) and k not in keys]
     est = {}
@@ -289,7 +290,7 @@ def _time_pass(workers, prep, rows, pass_, timing, cuda, rounds_override, refere
     if not est:
         return
     ref_key = f"{reference.variant}/{reference.impl}/contiguous/0/{pass_}"
-    anchor_key = f"{ANCHOR[0]}/{ANCHOR[1]}/contiguous/0/{pass_}"
+    anchor_key = f"{DENSE.variant}/{DENSE.impl}/contiguous/0/{pass_}"
     iters, plan = _plan(est, timing, cuda, ref_key, rounds_override, anchor_key)
     for role in ROLES:
         for k in est:

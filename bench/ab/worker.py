@@ -146,9 +146,9 @@ class Worker:
         runs (7 quick shapes, AMD EPYC VM) the first timed sample of the slow
         forward rows (<= 6 samples: the reference and dense rows of the large
         shapes) was over 1.3x the row's later samples in 42 % of them, up to 2.8x
-        at the 90th percentile; one trimmed-mean sample of five moved that
-        shape's ratio by up to ~30 % on one side. So a row's first round of a
-        pass calls it once, untimed, before its timed block.
+        at the 90th percentile; among five samples, untrimmed (10 % of 5 is 0),
+        one 2.8x sample moves the row's mean log by log 2.8 / 5, ~20 %. So a
+        row's first round of a pass calls it once, untimed, before its timed block.
         """
         import torch
 
