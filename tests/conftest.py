@@ -1,5 +1,6 @@
 import os
 
+import _alone
 import pytest
 import torch
 
@@ -27,6 +28,13 @@ sepgconv.autotune.set_budget(0.02, min_rounds=2, max_rounds=4)
 
 def impl_id(vi):
     return f"{vi[0]}-{vi[1]}"
+
+
+@pytest.fixture(autouse=True)
+def _alone_when_timing(request):
+    """A test marked ``timing`` runs with no other test beside it (tests/_alone.py)."""
+    with _alone.held(request.node.get_closest_marker("timing") is not None):
+        yield
 
 
 @pytest.fixture(autouse=True)

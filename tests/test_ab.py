@@ -224,6 +224,7 @@ def test_a_head_that_cannot_import_is_exit_1_a_base_that_cannot_is_exit_2(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # judged on real timings: alone (a neighbour read it +464 %, p 0.016, noisy)
 def test_a_planted_4x_slowdown_at_head_is_caught_and_named():
     res = _ab(ROOT, ROOT, "--profile", "smoke", "--max-shapes", "2", "--impl", "gc/rearranged",
               "--rounds", "10", "--head-env", "SEPGCONV_TEST_SLOWDOWN=gc/rearranged=4")  # fmt: skip

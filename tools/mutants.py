@@ -946,6 +946,31 @@ MUTANTS = [
         ("tests/test_ab.py", "-k", "bar_lets"),
     ),
     Mutant(
+        "timing-test-shares-the-machine",
+        "a timing test takes the run lock shared, like any test (an xdist neighbour runs "
+        "beside it)",
+        "tests/_alone.py",
+        "            fcntl.flock(run, fcntl.LOCK_EX)",
+        "            fcntl.flock(run, fcntl.LOCK_SH)",
+        ("tests/test_alone.py",),
+    ),
+    Mutant(
+        "timing-test-without-a-gate",
+        "a test passes no gate: a stream of tests on the other worker keeps a timing test waiting",
+        "tests/_alone.py",
+        "            fcntl.flock(gate, fcntl.LOCK_SH)  # waits while a timing test waits or runs",
+        "            pass",
+        ("tests/test_alone.py",),
+    ),
+    Mutant(
+        "timing-marker-ignored",
+        "the suite's fixture never asks for the lock alone (the marker is read wrongly)",
+        "tests/conftest.py",
+        'request.node.get_closest_marker("timing") is not None',
+        'request.node.get_closest_marker("timed") is not None',
+        ("tests/test_alone.py",),
+    ),
+    Mutant(
         "ab-base-always-first",
         "bench ab times base before head in every round (a drift favours one side)",
         "bench/ab/session.py",
