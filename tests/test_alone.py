@@ -6,7 +6,6 @@ the workers rely on) with its lock files in ``tmp_path``. A contender prints
 holds them until told to stop.
 """
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import _alone
 import pytest
+
+fcntl = pytest.importorskip("fcntl")  # POSIX: elsewhere _alone takes no lock
 
 HERE = Path(__file__).parent
 HOLD = (

@@ -277,6 +277,7 @@ def run_ab(sides: dict, opts: Options, log=print) -> AbRun:
 
 def _time_pass(workers, prep, rows, pass_, timing, cuda, rounds_override, reference) -> None:
     from ..sweep.shapes import DENSE  # the anchor of the reference's ratio (bench compare's)
+    from .worker import row_key
 
     keys = [k for k in prep["base"] if k.endswith("/" + pass_)]
     keys += [k for k in prep["head"] if k.endswith("/" + pass_) and k not in keys]
@@ -289,8 +290,7 @@ def _time_pass(workers, prep, rows, pass_, timing, cuda, rounds_override, refere
             est[k] = max(min(ts), 1e-9)
     if not est:
         return
-    ref_key = f"{reference.variant}/{reference.impl}/contiguous/0/{pass_}"
-    anchor_key = f"{DENSE.variant}/{DENSE.impl}/contiguous/0/{pass_}"
+    ref_key, anchor_key = row_key(reference, pass_), row_key(DENSE, pass_)
     iters, plan = _plan(est, timing, cuda, ref_key, rounds_override, anchor_key)
     for role in ROLES:
         for k in est:
